@@ -1,0 +1,128 @@
+"""Images to model inputs: grayscale, resized, normalised float arrays."""
+from __future__ import annotations
+
+import os
+from multiprocessing import get_context
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+# ITU-R 601-2 luma, the weights of Pillow's "L" conversion and ImageJ's default.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def to_gray(image):
+    """Any 8/16-bit gray, gray+alpha, RGB or RGBA array to float32 grayscale in [0, 1].
+
+    Alpha is dropped (DSB images carry an opaque one); 16-bit data is scaled by 65535.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        scale = 255.0
+    elif image.dtype in (np.uint16, np.int32, np.uint32) or image.dtype.kind == "i":
+        scale = 65535.0
+    elif image.dtype == bool:
+        scale = 1.0
+    else:  # float data is taken as already in [0, 1]
+        scale = 1.0
+    x = image.astype(np.float32) / scale
+    if x.ndim == 3:
+        channels = x.shape[-1]
+        if channels in (3, 4):
+            x = x[..., :3] @ LUMA
+        elif channels in (1, 2):
+            x = x[..., 0]
+        else:
+            raise ValueError(f"cannot make grayscale from {channels} channels")
+    return np.clip(x, 0.0, 1.0)
+
+
+def is_color(image, tol=2):
+    """True where an RGB(A) image's channels differ: stained histology rather than gray data."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] < 3:
+        return False
+    rgb = image[..., :3].astype(np.int32)
+    return bool(np.abs(rgb - rgb[..., :1]).max() > tol * (257 if image.dtype == np.uint16 else 1))
+
+
+def resize(x, size):
+    """Resize a float image to (size, size): area average when shrinking, bilinear when enlarging."""
+    if x.shape == (size, size):
+        return x.astype(np.float32)
+    shrink = size <= min(x.shape)
+    img = Image.fromarray(x.astype(np.float32), mode="F")
+    return np.asarray(img.resize((size, size), Image.BOX if shrink else Image.BILINEAR), dtype=np.float32)
+
+
+def normalize(x, method="percentile", low=1.0, high=99.8):
+    """Stretch intensities to [0, 1].
+
+    ``percentile`` maps the `low` and `high` percentiles to 0 and 1 and clips (as CSBDeep's
+    ``normalize``), so dim 12-bit and bright 8-bit data look alike to the model. ``none`` keeps
+    the values. A flat image stays flat (all zeros) instead of dividing by zero.
+    """
+    if method == "none":
+        return x.astype(np.float32)
+    if method != "percentile":
+        raise ValueError(f"unknown normalisation {method!r}: use 'percentile' or 'none'")
+    lo, hi = np.percentile(x, [low, high])
+    if hi - lo < 1e-6:
+        return np.zeros_like(x, dtype=np.float32)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def prepare_image(image, size, method="percentile"):
+    """Raw array to the model's input: grayscale, resized to (size, size), normalised."""
+    return normalize(resize(to_gray(image), size), method)
+
+
+def parallel_map(func, items, jobs=None, desc=None, chunksize=4):
+    """`map` over a process pool with a progress bar, results in input order."""
+    jobs = jobs or os.cpu_count() or 1
+    items = list(items)
+    bar = dict(total=len(items), desc=desc, unit="img", disable=desc is None)
+    if jobs == 1 or len(items) < 2:
+        return [func(item) for item in tqdm(items, **bar)]
+    # fork keeps the parent's imports (no TensorFlow is loaded in these stages)
+    with get_context("fork").Pool(jobs) as pool:
+        return list(tqdm(pool.imap(func, items, chunksize=chunksize), **bar))
+
+
+class _IngestOne:
+    def __init__(self, source, size, method):
+        self.source, self.size, self.method = source, size, method
+
+    def __call__(self, image_id):
+        raw = self.source.read_image(image_id)
+        return prepare_image(raw, self.size, self.method), dict(
+            id=image_id, height=raw.shape[0], width=raw.shape[1],
+            channels=1 if raw.ndim == 2 else raw.shape[-1], bits=raw.dtype.itemsize * 8,
+            color=is_color(raw), mean=float(to_gray(raw).mean()),
+        )
+
+
+def ingest(source, img_size=128, normalization="percentile", jobs=None):
+    """Read every image of a `RawSource` into one float32 array.
+
+    Returns
+    -------
+    images : ndarray, shape (N, img_size, img_size), float32 in [0, 1]
+    meta : DataFrame
+        One row per image, in the same (sorted id) order: id, native height and width,
+        channels, bit depth, whether it is coloured, and its mean gray value.
+    """
+    results = parallel_map(_IngestOne(source, img_size, normalization), source.ids, jobs, desc="ingest")
+    images = np.stack([r[0] for r in results]).astype(np.float32)
+    return images, pd.DataFrame([r[1] for r in results])
+
+
+def select(array, all_ids, ids):
+    """Rows of `array` (ordered as `all_ids`) for `ids`, in the order of `ids`."""
+    position = {image_id: i for i, image_id in enumerate(all_ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise KeyError(f"{len(missing)} ids not in the data, e.g. {missing[0]}")
+    return np.asarray(array)[[position[i] for i in ids]]

@@ -1,0 +1,77 @@
+"""Getting stage1_train: use the copy the user put under data/raw/, or download it."""
+from __future__ import annotations
+
+import http.client
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .io import DIR_NAME, ZIP_NAME, NucsegError, RawSource, find_raw
+
+BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
+CHUNK = 1 << 20
+
+
+def download(url, dest, timeout=60, progress=True):
+    """Download `url` to `dest`, resuming a partial ``dest.part`` if one is left from before.
+
+    The data goes to ``<dest>.part`` and is renamed onto `dest` only once complete, so `dest`
+    either does not exist or is whole. An interrupted download keeps the ``.part`` file, and the
+    next call asks the server for the rest (HTTP Range); a server that ignores Range restarts it.
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = done and response.status == 206
+            total = response.headers.get("Content-Length")
+            total = int(total) + (done if resumed else 0) if total else None
+            mode = "ab" if resumed else "wb"
+            with open(part, mode) as out, tqdm(
+                total=total, initial=done if resumed else 0, unit="B", unit_scale=True,
+                desc=dest.name, disable=not progress,
+            ) as bar:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and done:  # the .part file already holds everything
+            os.replace(part, dest)
+            return dest
+        raise NucsegError(f"could not download {url} (HTTP {exc.code}); {_manual_hint(dest.parent)}") from None
+    except http.client.IncompleteRead:
+        pass  # the size check below says how far it got
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NucsegError(f"could not download {url} ({reason}); {_manual_hint(dest.parent)}") from None
+    if total is not None and part.stat().st_size != total:
+        raise NucsegError(
+            f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+            f"run again to resume, or {_manual_hint(dest.parent)}"
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def _manual_hint(raw_dir):
+    return f"put {ZIP_NAME} at {Path(raw_dir) / ZIP_NAME} (or extract it to {Path(raw_dir) / DIR_NAME}/)"
+
+
+def ensure_raw(raw_dir, url=BBBC038_URL, progress=True):
+    """Return the checked raw dataset under `raw_dir`, downloading the zip if nothing is there.
+
+    Returns
+    -------
+    RawSource
+        The dataset, its layout already checked.
+    """
+    path = find_raw(raw_dir)
+    if path is None:
+        path = download(url, Path(raw_dir) / ZIP_NAME, progress=progress)
+    return RawSource(path)

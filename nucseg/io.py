@@ -1,0 +1,239 @@
+"""File I/O at the edges: the raw Kaggle/BBBC038 layout, PNG decoding and atomic writes.
+
+Everything else in `nucseg` works on numpy arrays; this module is where files become arrays and
+arrays become files, and where bad input is turned into one clear line.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LAYOUT = "Kaggle layout: <id>/images/<id>.png and <id>/masks/*.png"
+ZIP_NAME = "stage1_train.zip"
+DIR_NAME = "stage1_train"
+
+
+class NucsegError(Exception):
+    """Bad input or configuration: the message names the file and the fix, on one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes: a reader sees the old file or the new one, never half of one.
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_npy(path, array):
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+
+
+def save_npz(path, arrays):
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def save_json(path, obj):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_csv(path, frame):
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read_ids(path):
+    """One id per line, blank lines ignored."""
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def save_ids(path, ids):
+    save_text(path, "".join(f"{i}\n" for i in ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_png(data, name):
+    """Decode image bytes into a numpy array (H, W) or (H, W, C), keeping the bit depth."""
+    if not data:
+        raise NucsegError(f"{name}: empty file; replace it with the original from {ZIP_NAME}")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode == "1":
+                img = img.convert("L")
+            array = np.asarray(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise NucsegError(
+            f"{name}: not a readable image ({exc}); replace it with the original from {ZIP_NAME}"
+        ) from None
+    if array.size == 0:
+        raise NucsegError(f"{name}: image has no pixels; replace it with the original from {ZIP_NAME}")
+    return array
+
+
+def read_image_file(path):
+    """Decode an image file on disk (any format Pillow reads, 8 or 16 bit)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NucsegError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode_png(data, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# The raw dataset, read from the zip or from its extracted folder
+
+
+class RawSource:
+    """The stage1_train images and nucleus masks, from Kaggle's zip or its extracted folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``stage1_train.zip`` or a folder holding ``<id>/images/<id>.png`` and ``<id>/masks/*.png``
+        (possibly one level down, as ``stage1_train/<id>/...``).
+
+    The layout is checked on construction; a wrong one raises `NucsegError` naming the path.
+    The object pickles (the zip handle is reopened per process), so it can feed a process pool.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._zip = None
+        if self.path.is_file():
+            if not zipfile.is_zipfile(self.path):
+                raise NucsegError(f"{self.path}: not a zip file; download {ZIP_NAME} again")
+            with zipfile.ZipFile(self.path) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+        elif self.path.is_dir():
+            names = [
+                str(p.relative_to(self.path)).replace(os.sep, "/")
+                for p in self.path.rglob("*")
+                if p.is_file() or (p.is_dir() and p.name == "masks")
+            ]
+            names = [n + "/" if (self.path / n).is_dir() else n for n in names]
+        else:
+            raise NucsegError(f"{self.path}: no such file or folder ({LAYOUT})")
+        self.images, self.masks, self.prefix = _index_layout(names, self.path)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_zip"] = None
+        return state
+
+    @property
+    def ids(self):
+        return sorted(self.images)
+
+    def display(self, member):
+        """How a member is named in messages: the zip or folder, then the member's path."""
+        sep = ":" if self.path.is_file() else "/"
+        return f"{self.path}{sep}{self.prefix}{member}"
+
+    def read_bytes(self, member):
+        if self.path.is_file():
+            if self._zip is None:
+                self._zip = zipfile.ZipFile(self.path)
+            try:
+                return self._zip.read(self.prefix + member)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc})") from None
+        return (self.path / self.prefix / member).read_bytes()
+
+    def image_size(self, image_id):
+        """(height, width) of an image, read from its header only."""
+        member = self.images[image_id]
+        data = self.read_bytes(member)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return img.height, img.width
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise NucsegError(
+                f"{self.display(member)}: not a readable image ({exc}); "
+                f"replace it with the original from {ZIP_NAME}"
+            ) from None
+
+    def read_image(self, image_id):
+        member = self.images[image_id]
+        return decode_png(self.read_bytes(member), self.display(member))
+
+    def read_masks(self, image_id):
+        """Yield (display name, array) for each nucleus mask of an image."""
+        for member in self.masks[image_id]:
+            yield self.display(member), decode_png(self.read_bytes(member), self.display(member))
+
+
+def _index_layout(names, root):
+    """Map each id to its image member and its mask members; raise on a wrong layout."""
+    prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
+    prefix = ""
+    # Tolerate one wrapping folder (stage1_train/<id>/...), as some re-packed zips have.
+    if len(prefixes) == 1 and not any(p.split("/")[1:2] == ["images"] for p in names):
+        prefix = prefixes.pop()
+        names = [n[len(prefix):] for n in names if n.startswith(prefix)]
+    images, masks, mask_dirs = {}, {}, set()
+    for name in names:
+        parts = name.split("/")
+        if len(parts) == 3 and parts[1] == "images" and parts[2].lower().endswith(".png"):
+            if parts[0] in images:
+                raise NucsegError(f"{root}: {parts[0]}/images/ holds more than one PNG ({LAYOUT})")
+            images[parts[0]] = name
+        elif len(parts) == 3 and parts[1] == "masks" and parts[2]:
+            if parts[2].lower().endswith(".png"):
+                masks.setdefault(parts[0], []).append(name)
+        elif len(parts) >= 2 and parts[1] == "masks":
+            mask_dirs.add(parts[0])
+    if not images:
+        example = names[0] if names else "nothing"
+        raise NucsegError(f"{root}: no <id>/images/<id>.png found (found e.g. '{example}'); expected {LAYOUT}")
+    for image_id in sorted(images):
+        if image_id not in masks:
+            where = "has no PNG files" if image_id in mask_dirs else "missing"
+            raise NucsegError(f"masks/ {where} in {root}/{prefix}{image_id}/ ({LAYOUT})")
+        masks[image_id].sort()
+    stray = sorted(set(masks) - set(images))
+    if stray:
+        raise NucsegError(f"{root}/{prefix}{stray[0]}/images/ missing: masks without an image ({LAYOUT})")
+    return images, masks, prefix
+
+
+def find_raw(raw_dir):
+    """The raw dataset under `raw_dir`: ``stage1_train.zip`` or the extracted ``stage1_train/``."""
+    raw_dir = Path(raw_dir)
+    for candidate in (raw_dir / ZIP_NAME, raw_dir / DIR_NAME):
+        if candidate.exists():
+            return candidate
+    return None

@@ -1,0 +1,66 @@
+"""Nucleus masks: instance labels and binary union at native resolution, exact 0/1 when resized."""
+from __future__ import annotations
+
+import numpy as np
+from .data import parallel_map, resize
+from .io import NucsegError
+
+
+def label_image(masks, shape=None):
+    """Stack per-nucleus binary masks into one instance label image (0 background, 1..K nuclei).
+
+    Where masks overlap (DSB2018 has none), the later mask wins.
+    """
+    masks = list(masks)
+    if shape is None:
+        if not masks:
+            raise ValueError("no masks and no shape")
+        shape = masks[0].shape
+    dtype = np.uint16 if len(masks) < 65535 else np.uint32
+    labels = np.zeros(shape, dtype=dtype)
+    for k, mask in enumerate(masks, start=1):
+        labels[np.asarray(mask) > 0] = k
+    return labels
+
+
+def resize_mask(mask, size):
+    """Resize a binary mask to (size, size) and threshold at one half: the result is exactly 0/1.
+
+    The union is resized once, as a whole, by area averaging; a pixel is foreground where nuclei
+    cover at least half of it. (Resizing each nucleus first and adding them up, as the original
+    notebook did, leaves fractional labels.)
+    """
+    return (resize((np.asarray(mask) > 0).astype(np.float32), size) >= 0.5).astype(np.uint8)
+
+
+class _MasksOne:
+    def __init__(self, source, size):
+        self.source, self.size = source, size
+
+    def __call__(self, image_id):
+        shape = self.source.image_size(image_id)
+        nuclei = []
+        for name, mask in self.source.read_masks(image_id):
+            if mask.ndim == 3:
+                mask = mask[..., 0]
+            if mask.shape != shape:
+                raise NucsegError(
+                    f"{name} is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}; "
+                    "every mask must have its image's size"
+                )
+            nuclei.append(mask > 0)
+        labels = label_image(nuclei, shape)
+        return labels, resize_mask(labels > 0, self.size)
+
+
+def build_masks(source, img_size=128, jobs=None):
+    """Native-resolution label images and resized binary masks for every image of a `RawSource`.
+
+    Returns
+    -------
+    masks : ndarray, shape (N, img_size, img_size), uint8 with values 0 and 1
+    labels : dict of id -> ndarray (H, W) uint16 instance labels at native resolution
+    """
+    results = parallel_map(_MasksOne(source, img_size), source.ids, jobs, desc="masks")
+    labels = {image_id: r[0] for image_id, r in zip(source.ids, results)}
+    return np.stack([r[1] for r in results]), labels

@@ -1,0 +1,147 @@
+"""Training the U-Net: tf.data input pipeline, schedule, checkpointing and early stopping."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from .augment import augment as augment_pair
+from .losses import accuracy, dice, get_loss
+from .model import encoder_of, get_model
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def set_seed(seed, deterministic=True):
+    """Seed Python, numpy and TensorFlow; with `deterministic`, also ask for deterministic ops."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_dataset(images, masks, batch_size=16, shuffle=False, augment=None, seed=0):
+    """A batched tf.data pipeline of (image, mask) pairs shaped (H, W, 1).
+
+    `augment` is a dict of keyword arguments for `nucseg.augment.augment` (None: no augmentation).
+    Each example draws its own seed from a seeded stream that changes every epoch.
+    """
+    images = np.asarray(images, dtype=np.float32)[..., None]
+    masks = np.asarray(masks, dtype=np.float32)[..., None]
+    ds = tf.data.Dataset.from_tensor_slices((images, masks))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda pair, s: augment_pair(pair[0], pair[1], s, **augment), num_parallel_calls=AUTOTUNE
+        )
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def lr_schedule(learning_rate, decay=0.1, constant_epochs=1):
+    """Constant for the first `constant_epochs`, then multiplied by exp(-decay) each epoch."""
+
+    def schedule(epoch, lr=None):
+        return float(learning_rate * math.exp(-decay * max(0, epoch + 1 - constant_epochs)))
+
+    return schedule
+
+
+def compile_model(model, learning_rate, loss="bce_dice", pos_weight=1.0):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=get_loss(loss, pos_weight),
+        metrics=[dice, accuracy],
+        jit_compile=False,  # XLA is about 4x slower on these CPUs
+    )
+    return model
+
+
+def train(images_train, masks_train, images_val, masks_val, out_model, *, encoder_weights="imagenet",
+          freeze_encoder=None, dropout=0.0, loss="bce_dice", pos_weight=1.0, learning_rate=1e-3,
+          lr_decay=0.1, epochs=40, patience=15, batch_size=16, augment=None, finetune_epochs=0,
+          finetune_learning_rate=1e-4, seed=0, deterministic=True, verbose=2):
+    """Train the U-Net and save its best checkpoint (lowest validation loss) to `out_model`.
+
+    Phase one trains with the encoder frozen or not as `freeze_encoder` says (see `get_model`).
+    If `finetune_epochs` > 0, phase two unfreezes the encoder (its BatchNorm statistics stay
+    fixed) and continues from the best phase-one weights at `finetune_learning_rate`, with the
+    same decay. Each phase stops early after `patience` epochs without a better val loss.
+
+    Returns
+    -------
+    history : DataFrame
+        One row per epoch: epoch, phase, lr and every loss/metric, train and ``val_``.
+    info : dict
+        best_epoch, best_val_loss, epochs_run and seconds.
+    """
+    set_seed(seed, deterministic)
+    img_size = int(np.shape(images_train)[1])
+    model = get_model(img_size, encoder_weights, freeze_encoder, dropout)
+    train_ds = make_dataset(images_train, masks_train, batch_size, shuffle=True, augment=augment, seed=seed)
+    val_ds = make_dataset(images_val, masks_val, batch_size)
+
+    out_model = Path(out_model)
+    out_model.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".train-", dir=out_model.parent))
+    checkpoint = workdir / "best.keras"
+    best = keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True)
+    phases = [(learning_rate, epochs)]
+    if finetune_epochs > 0:
+        phases.append((finetune_learning_rate, finetune_epochs))
+
+    start, rows, offset = time.perf_counter(), [], 0
+    try:
+        for phase, (lr, n_epochs) in enumerate(phases, start=1):
+            if phase == 2:
+                model = keras.models.load_model(checkpoint, compile=False)
+                encoder = encoder_of(model)
+                encoder.trainable = True
+                for layer in encoder.layers:  # keep ImageNet BatchNorm statistics
+                    if isinstance(layer, keras.layers.BatchNormalization):
+                        layer.trainable = False
+            compile_model(model, lr, loss, pos_weight)
+            schedule = lr_schedule(lr, lr_decay)
+            fit = model.fit(
+                train_ds, validation_data=val_ds, initial_epoch=offset, epochs=offset + n_epochs,
+                verbose=verbose,
+                callbacks=[
+                    best,
+                    keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+                    keras.callbacks.LearningRateScheduler(lambda e, _lr: schedule(e - offset)),
+                ],
+            )
+            for i, epoch in enumerate(fit.epoch):
+                rows.append({"epoch": epoch + 1, "phase": phase, "lr": schedule(epoch - offset),
+                             **{k: float(v[i]) for k, v in fit.history.items() if k != "learning_rate"}})
+            offset = rows[-1]["epoch"]
+        os.replace(checkpoint, out_model)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    history = pd.DataFrame(rows)
+    best_row = history.loc[history["val_loss"].idxmin()]
+    info = {
+        "best_epoch": int(best_row["epoch"]),
+        "best_val_loss": float(best_row["val_loss"]),
+        "best_val_dice": float(best_row["val_dice"]),
+        "epochs_run": int(len(history)),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    return history, info
+
+
+def versions():
+    """Library versions that shape a trained model, for its saved configuration."""
+    import platform
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": np.__version__}

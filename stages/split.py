@@ -1,0 +1,26 @@
+"""split: seeded train/val/test lists of image ids."""
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from nucseg.io import save_ids
+from nucseg.params import load_params, run
+from nucseg.split import split_ids
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--meta", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    params = load_params("split")
+    ids = pd.read_csv(args.meta)["id"].tolist()
+    parts = split_ids(ids, val=params["val"], test=params["test"], seed=params["seed"])
+    for name, part in zip(("train", "val", "test"), parts):
+        save_ids(Path(args.out) / f"{name}.txt", part)
+    print("split: " + ", ".join(f"{n} {len(p)}" for n, p in zip(("train", "val", "test"), parts)))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,69 @@
+import numpy as np
+import tensorflow as tf
+
+from conftest import synthetic_sample
+from nucseg.augment import augment, blur
+from nucseg.train import make_dataset
+
+
+def _pair(seed=0, size=32):
+    image, nuclei = synthetic_sample(np.random.default_rng(seed), (size, size), 3, "gray8")
+    mask = np.any(nuclei, 0).astype(np.float32)[..., None]
+    # an image that is its mask, so that geometry can be checked after the transform
+    return (mask * 0.6 + 0.2).astype(np.float32), mask
+
+
+def test_no_options_is_identity():
+    image, mask = _pair()
+    out, out_mask = augment(image, mask, tf.constant([1, 2]))
+    np.testing.assert_allclose(out, image, atol=1e-6)
+    np.testing.assert_array_equal(out_mask, mask)
+
+
+def test_geometry_moves_mask_with_image():
+    image, mask = _pair()
+    for s in range(10):
+        out, out_mask = augment(image, mask, tf.constant([s, 7]), shift=0.2, flip=True)
+        np.testing.assert_array_equal(out.numpy() > 0.5, out_mask.numpy() > 0.5)
+        assert set(np.unique(out_mask)) <= {0.0, 1.0}
+    moved = [not np.array_equal(augment(image, mask, tf.constant([s, 7]), shift=0.2)[1], mask)
+             for s in range(10)]
+    assert sum(moved) >= 8
+
+
+def test_seeded_and_varied():
+    image, mask = _pair()
+    kw = dict(brightness=(-0.1, 0.1), contrast=(0.5, 1.5), blur_sigma=2.0, shift=0.1, flip=True)
+    a = augment(image, mask, tf.constant([3, 4]), **kw)[0].numpy()
+    b = augment(image, mask, tf.constant([3, 4]), **kw)[0].numpy()
+    c = augment(image, mask, tf.constant([5, 4]), **kw)[0].numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert 0 <= a.min() and a.max() <= 1
+
+
+def test_brightness_offset_within_range():
+    image, mask = _pair()
+    for s in range(5):
+        out = augment(image, mask, tf.constant([s, 0]), brightness=(0.05, 0.1))[0].numpy()
+        offset = out - image   # values stay in [0.25, 0.9]: nothing is clipped
+        assert 0.05 - 1e-6 <= offset.mean() <= 0.1 + 1e-6
+
+
+def test_blur_keeps_mean_and_smooths():
+    image, _ = _pair()
+    out = blur(tf.constant(image), tf.constant(1.5), 2.0).numpy()
+    assert out.shape == image.shape
+    assert abs(out.mean() - image.mean()) < 0.01
+    assert np.abs(np.diff(out, axis=0)).mean() < np.abs(np.diff(image, axis=0)).mean()
+
+
+def test_every_image_gets_its_own_draw():
+    # the notebook's blur always hit the first training image; here each image draws its own
+    images = np.stack([_pair(s)[0][..., 0] for s in range(4)])
+    masks = np.stack([_pair(s)[1][..., 0] for s in range(4)])
+    ds = make_dataset(images, masks, batch_size=4, augment=dict(blur_sigma=3.0), seed=0)
+    first, second = [x.numpy() for x, _ in ds.take(1).repeat(2)]
+    changed = [not np.allclose(first[i, ..., 0], images[i]) for i in range(4)]
+    assert all(changed)
+    assert not np.array_equal(first, second)   # new draws every epoch

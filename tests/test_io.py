@@ -1,0 +1,131 @@
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import png_bytes, write_kaggle_dir, write_kaggle_zip
+from nucseg.io import NucsegError, RawSource, atomic_path, decode_png, find_raw, save_json
+
+
+def test_zip_and_folder_read_the_same(kaggle_dir, kaggle_zip, samples):
+    a, b = RawSource(kaggle_dir), RawSource(kaggle_zip)
+    assert a.ids == b.ids == sorted(samples)
+    for image_id in a.ids:
+        np.testing.assert_array_equal(a.read_image(image_id), samples[image_id][0])
+        np.testing.assert_array_equal(b.read_image(image_id), samples[image_id][0])
+        assert len(list(b.read_masks(image_id))) == len(samples[image_id][1])
+        assert a.image_size(image_id) == samples[image_id][0].shape[:2]
+
+
+def test_zip_with_one_wrapping_folder(tmp_path, samples):
+    source = RawSource(write_kaggle_zip(tmp_path / "x.zip", samples, prefix="stage1_train/"))
+    assert source.ids == sorted(samples)
+    assert "stage1_train/" in source.display(source.images[source.ids[0]])
+
+
+def test_find_raw_prefers_zip_then_folder(tmp_path, samples):
+    assert find_raw(tmp_path) is None
+    write_kaggle_dir(tmp_path / "stage1_train", samples)
+    assert find_raw(tmp_path) == tmp_path / "stage1_train"
+    write_kaggle_zip(tmp_path / "stage1_train.zip", samples)
+    assert find_raw(tmp_path) == tmp_path / "stage1_train.zip"
+
+
+def test_source_pickles_for_process_pools(kaggle_zip):
+    import pickle
+
+    source = RawSource(kaggle_zip)
+    source.read_image(source.ids[0])  # opens the zip handle
+    clone = pickle.loads(pickle.dumps(source))
+    np.testing.assert_array_equal(clone.read_image(source.ids[1]), source.read_image(source.ids[1]))
+
+
+def _one_line(exc):
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_corrupt_png_names_the_member(tmp_path, samples):
+    bad = sorted(samples)[2]
+    path = write_kaggle_zip(tmp_path / "stage1_train.zip", samples)
+    truncated = tmp_path / "t.zip"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(truncated, "w") as zout:
+        for name in zin.namelist():
+            data = zin.read(name)
+            zout.writestr(name, data[:40] if name == f"{bad}/images/{bad}.png" else data)
+    source = RawSource(truncated)
+    with pytest.raises(NucsegError) as exc:
+        source.read_image(bad)
+    message = _one_line(exc)
+    assert f"t.zip:{bad}/images/{bad}.png" in message and "not a readable image" in message
+
+
+def test_empty_image_file(kaggle_dir, samples):
+    bad = sorted(samples)[0]
+    (kaggle_dir / bad / "images" / f"{bad}.png").write_bytes(b"")
+    with pytest.raises(NucsegError) as exc:
+        RawSource(kaggle_dir).read_image(bad)
+    assert f"{bad}/images/{bad}.png: empty file" in _one_line(exc)
+
+
+def test_missing_masks_folder(kaggle_dir, samples):
+    import shutil
+
+    bad = sorted(samples)[1]
+    shutil.rmtree(kaggle_dir / bad / "masks")
+    with pytest.raises(NucsegError) as exc:
+        RawSource(kaggle_dir)
+    message = _one_line(exc)
+    assert message.startswith(f"masks/ missing in {kaggle_dir}/{bad}/") and "Kaggle layout" in message
+
+
+def test_empty_masks_folder(kaggle_dir, samples):
+    bad = sorted(samples)[1]
+    for f in (kaggle_dir / bad / "masks").iterdir():
+        f.unlink()
+    with pytest.raises(NucsegError, match="masks/ has no PNG files"):
+        RawSource(kaggle_dir)
+
+
+def test_zip_with_wrong_layout(tmp_path):
+    path = tmp_path / "stage1_train.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pictures/a.png", png_bytes(np.zeros((4, 4), np.uint8)))
+        zf.writestr("pictures/b.png", png_bytes(np.zeros((4, 4), np.uint8)))
+    with pytest.raises(NucsegError) as exc:
+        RawSource(path)
+    message = _one_line(exc)
+    assert str(path) in message and "expected Kaggle layout" in message
+
+
+def test_not_a_zip(tmp_path):
+    path = tmp_path / "stage1_train.zip"
+    path.write_bytes(b"<html>not found</html>")
+    with pytest.raises(NucsegError, match="not a zip file"):
+        RawSource(path)
+
+
+def test_decode_keeps_bit_depth_and_channels():
+    gray16 = (np.arange(12).reshape(3, 4) * 5000).astype(np.uint16)
+    assert decode_png(png_bytes(gray16), "x").dtype == np.uint16
+    np.testing.assert_array_equal(decode_png(png_bytes(gray16), "x"), gray16)
+    rgba = np.zeros((3, 4, 4), np.uint8)
+    assert decode_png(png_bytes(rgba), "x").shape == (3, 4, 4)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "m.json"
+    save_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("stage crashed")
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_real_zip_layout(shared_zip):
+    source = RawSource(shared_zip)
+    assert len(source.ids) == 670
+    assert sum(len(m) for m in source.masks.values()) == 29461

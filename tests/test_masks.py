@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from conftest import disk
+from nucseg.io import NucsegError, RawSource
+from nucseg.masks import build_masks, label_image, resize_mask
+
+
+def test_label_image_numbers_each_nucleus():
+    a, b = disk((20, 20), (5, 5), 3), disk((20, 20), (14, 14), 4)
+    labels = label_image([a, b])
+    assert labels.dtype == np.uint16
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert (labels == 1).sum() == a.sum() and (labels == 2).sum() == b.sum()
+
+
+def test_resize_mask_thresholds_coverage_at_one_half():
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:, :2] = 1          # left half: each left 2x2 block fully covered
+    mask[0, 2] = 1           # one pixel of the top-right block: 1/4 covered
+    mask[2:, 2:] = [[1, 1], [1, 0]]  # 3/4 of the bottom-right block
+    np.testing.assert_array_equal(resize_mask(mask, 2), [[1, 0], [1, 1]])
+
+
+def test_resize_mask_is_exactly_binary_where_per_nucleus_resizing_is_not():
+    from PIL import Image
+
+    shape = (101, 133)
+    nuclei = [disk(shape, (30, 30), 9), disk(shape, (31, 50), 9), disk(shape, (70, 100), 5)]
+    ours = resize_mask(label_image(nuclei) > 0, 32)
+    assert set(np.unique(ours)) <= {0, 1}
+    # the notebook's way: resize each nucleus, then add them up
+    summed = sum(np.asarray(Image.fromarray(n.astype(np.float32)).resize((32, 32), Image.BILINEAR))
+                 for n in nuclei)
+    assert len(np.unique(summed)) > 2
+
+
+def test_build_masks_matches_the_nuclei(kaggle_zip, samples):
+    source = RawSource(kaggle_zip)
+    masks, labels = build_masks(source, img_size=32, jobs=2)
+    assert masks.shape == (len(samples), 32, 32) and set(np.unique(masks)) <= {0, 1}
+    for image_id, (image, nuclei) in samples.items():
+        assert labels[image_id].shape == image.shape[:2]
+        assert labels[image_id].max() == len(nuclei)
+        np.testing.assert_array_equal(labels[image_id] > 0, np.any(nuclei, axis=0))
+
+
+def test_mask_with_wrong_size_names_the_file(kaggle_dir, samples):
+    from conftest import png_bytes
+
+    bad = sorted(samples)[3]
+    (kaggle_dir / bad / "masks" / "m000.png").write_bytes(png_bytes(np.zeros((10, 12), np.uint8)))
+    with pytest.raises(NucsegError) as exc:
+        build_masks(RawSource(kaggle_dir), img_size=32, jobs=1)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert f"{bad}/masks/m000.png is 12x10 but its image is 80x64" in message
+
+
+def test_real_masks_of_three_images(shared_zip, tmp_path):
+    from conftest import subset_zip
+
+    source = RawSource(subset_zip(shared_zip, tmp_path / "s.zip", 3))
+    masks, labels = build_masks(source, img_size=128, jobs=1)
+    for i, image_id in enumerate(source.ids):
+        assert labels[image_id].max() == len(source.masks[image_id])
+        assert labels[image_id].shape == source.image_size(image_id)
+        assert 0.01 < masks[i].mean() < 0.9

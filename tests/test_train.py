@@ -1,0 +1,61 @@
+import math
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_sample
+from nucseg.data import prepare_image
+from nucseg.evaluate import load_model, predict_probs
+from nucseg.train import lr_schedule, make_dataset, train
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    pairs = [synthetic_sample(rng, (32, 32), 2, "gray8", radius=(3, 6)) for _ in range(n)]
+    images = np.stack([prepare_image(im, 32) for im, _ in pairs])
+    masks = np.stack([np.any(m, 0) for _, m in pairs]).astype(np.uint8)
+    return images, masks
+
+
+def test_lr_schedule():
+    s = lr_schedule(1e-3, 0.1)
+    assert s(0) == pytest.approx(1e-3)
+    assert s(1) == pytest.approx(1e-3 * math.exp(-0.1))
+    assert s(5) == pytest.approx(1e-3 * math.exp(-0.5))
+
+
+def test_make_dataset_shapes():
+    x, y = _data(5)
+    batches = list(make_dataset(x, y, batch_size=2))
+    assert [b[0].shape[0] for b in batches] == [2, 2, 1]
+    assert batches[0][0].shape[1:] == (32, 32, 1) and batches[0][1].dtype == "float32"
+
+
+def _train(tmp_path, name, **kw):
+    x, y = _data(4)
+    return train(x, y, x[:2], y[:2], tmp_path / name, encoder_weights="none", epochs=1,
+                 batch_size=2, seed=3, verbose=0, **kw)
+
+
+def test_one_epoch_saves_a_loadable_model(tmp_path):
+    history, info = _train(tmp_path, "m.keras", augment=dict(shift=0.1, flip=True))
+    assert list(history["epoch"]) == [1] and {"loss", "val_loss", "val_dice", "lr"} <= set(history)
+    assert info["best_epoch"] == 1 and info["epochs_run"] == 1
+    probs = predict_probs(load_model(tmp_path / "m.keras"), _data(3, seed=9)[0])
+    assert probs.shape == (3, 32, 32) and 0 <= probs.min() and probs.max() <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]   # no checkpoint debris
+
+
+def test_finetune_phase_continues(tmp_path):
+    history, info = _train(tmp_path, "f.keras", finetune_epochs=1, freeze_encoder=True)
+    assert list(history["phase"]) == [1, 2] and list(history["epoch"]) == [1, 2]
+    model = load_model(tmp_path / "f.keras")
+    assert model.output_shape == (None, 32, 32, 1)
+
+
+def test_same_seed_same_model(tmp_path):
+    _train(tmp_path, "a.keras")
+    _train(tmp_path, "b.keras")
+    a, b = load_model(tmp_path / "a.keras"), load_model(tmp_path / "b.keras")
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
