@@ -49,12 +49,14 @@ def is_color(image, tol=2):
 
 
 def resize(x, size):
-    """Resize a float image to (size, size): area average when shrinking, bilinear when enlarging."""
-    if x.shape == (size, size):
+    """Resize a float image to `size` (an int for square, or (height, width)): area average when
+    shrinking, bilinear when enlarging."""
+    height, width = (size, size) if np.isscalar(size) else size
+    if x.shape == (height, width):
         return x.astype(np.float32)
-    shrink = size <= min(x.shape)
+    shrink = height <= x.shape[0] and width <= x.shape[1]
     img = Image.fromarray(x.astype(np.float32), mode="F")
-    return np.asarray(img.resize((size, size), Image.BOX if shrink else Image.BILINEAR), dtype=np.float32)
+    return np.asarray(img.resize((width, height), Image.BOX if shrink else Image.BILINEAR), dtype=np.float32)
 
 
 def normalize(x, method="percentile", low=1.0, high=99.8):
@@ -77,6 +79,11 @@ def normalize(x, method="percentile", low=1.0, high=99.8):
 def prepare_image(image, size, method="percentile"):
     """Raw array to the model's input: grayscale, resized to (size, size), normalised."""
     return normalize(resize(to_gray(image), size), method)
+
+
+def native_gray(image, method="percentile"):
+    """Raw array to normalised grayscale at its own resolution."""
+    return normalize(to_gray(image), method)
 
 
 def parallel_map(func, items, jobs=None, desc=None, chunksize=4):

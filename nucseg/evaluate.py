@@ -49,3 +49,95 @@ def pick_gallery(per_image, n=6, method="unet"):
     if n >= len(ranked):
         return ranked
     return [ranked[i] for i in np.linspace(0, len(ranked) - 1, n).round().astype(int)]
+
+
+def score_native(truth_labels, pred_labels, ids):
+    """Pixel and instance metrics of label images of any sizes, image by image.
+
+    Returns
+    -------
+    summary : dict with ``pixel`` ({"mean", "pooled"}) and ``instance`` (dsb, f1_iou50, count_mae)
+    rows : DataFrame, one row per image: id, pixel metrics, dsb, f1, n_true, n_pred, count_error
+    """
+    from .matching import instance_metrics
+    from .metrics import confusion, scores
+
+    counts = np.array([confusion(t > 0, p > 0) for t, p in zip(truth_labels, pred_labels)]).reshape(-1, 3)
+    per_image = scores(counts[:, 0], counts[:, 1], counts[:, 2])
+    pooled = scores(*counts.sum(0))
+    instance, inst_rows = instance_metrics(truth_labels, pred_labels)
+    summary = {
+        "pixel": {"mean": {k: float(np.mean(v)) for k, v in per_image.items()},
+                  "pooled": {k: float(v) for k, v in pooled.items()}},
+        "instance": instance,
+    }
+    rows = pd.DataFrame({"id": ids, **{k: v for k, v in per_image.items()},
+                         **{k: [r[k] for r in inst_rows] for k in ("dsb", "f1", "n_true", "n_pred", "count_error")}})
+    return summary, rows
+
+
+def truth_from_masks(source, image_id):
+    """The instance label image of one image of a `RawSource` with ``masks/``."""
+    from .masks import label_image
+
+    shape = source.image_size(image_id)
+    masks = [m[..., 0] if m.ndim == 3 else m for _, m in source.read_masks(image_id)]
+    return label_image(masks, shape)
+
+
+def truth_from_rle(solution, image_id, shape):
+    """The instance label image of `image_id` from an RLE table (ImageId, EncodedPixels[, Height, Width])."""
+    from .rle import rle_decode
+
+    rows = solution[solution["ImageId"] == image_id]
+    if "Height" in rows and "Width" in rows and len(rows):
+        shape = (int(rows["Height"].iloc[0]), int(rows["Width"].iloc[0]))
+    labels = np.zeros(shape, np.int32)
+    for k, rle in enumerate(rows["EncodedPixels"].dropna(), start=1):
+        labels[rle_decode(rle, shape) > 0] = k
+    return labels
+
+
+def evaluate_labelled(data, segmenters, solution=None, progress=True):
+    """Score segmenters on a labelled set at native resolution.
+
+    Parameters
+    ----------
+    data : path
+        A Kaggle-layout folder or zip. Truth comes from its ``masks/``, or, with `solution`, from
+        a run-length CSV (``ImageId, EncodedPixels[, Height, Width]``, as BBBC038's
+        ``stage1_solution.csv``); then the images need no masks.
+    segmenters : dict of name -> `nucseg.predict.Segmenter`
+
+    Returns
+    -------
+    summary : dict of name -> score_native summary, plus ``n_images``
+    rows : DataFrame of per-image rows with a ``method`` column
+    """
+    from tqdm import tqdm
+
+    from .io import NucsegError, RawSource
+
+    source = RawSource(data, require_masks=solution is None)
+    ids = source.ids
+    if solution is not None:
+        solution = pd.read_csv(solution)
+        missing = {"ImageId", "EncodedPixels"} - set(solution.columns)
+        if missing:
+            raise NucsegError(f"solution CSV lacks column(s) {', '.join(sorted(missing))}; expected "
+                              "ImageId, EncodedPixels[, Height, Width]")
+        ids = [i for i in ids if i in set(solution["ImageId"])]
+        if not ids:
+            raise NucsegError(f"no image of {data} is named in the solution CSV's ImageId column")
+    truths, preds = [], {name: [] for name in segmenters}
+    for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
+        raw = source.read_image(image_id)
+        truths.append(truth_from_rle(solution, image_id, raw.shape[:2]) if solution is not None
+                      else truth_from_masks(source, image_id))
+        for name, seg in segmenters.items():
+            preds[name].append(seg.labels(seg.mask(raw)))
+    summary, frames = {"n_images": len(ids)}, []
+    for name in segmenters:
+        summary[name], rows = score_native(truths, preds[name], ids)
+        frames.append(rows.assign(method=name))
+    return summary, pd.concat(frames, ignore_index=True)

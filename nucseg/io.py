@@ -82,10 +82,16 @@ def save_ids(path, ids):
 # Decoding
 
 
-def decode_png(data, name):
-    """Decode image bytes into a numpy array (H, W) or (H, W, C), keeping the bit depth."""
+REPLACE_FROM_ZIP = f"replace it with the original from {ZIP_NAME}"
+
+
+def decode_png(data, name, fix=REPLACE_FROM_ZIP):
+    """Decode image bytes into a numpy array (H, W) or (H, W, C), keeping the bit depth.
+
+    Bad data raises `NucsegError`: the `name`, what is wrong, and `fix`.
+    """
     if not data:
-        raise NucsegError(f"{name}: empty file; replace it with the original from {ZIP_NAME}")
+        raise NucsegError(f"{name}: empty file; {fix}")
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
@@ -95,22 +101,10 @@ def decode_png(data, name):
                 img = img.convert("L")
             array = np.asarray(img)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise NucsegError(
-            f"{name}: not a readable image ({exc}); replace it with the original from {ZIP_NAME}"
-        ) from None
+        raise NucsegError(f"{name}: not a readable image ({exc}); {fix}") from None
     if array.size == 0:
-        raise NucsegError(f"{name}: image has no pixels; replace it with the original from {ZIP_NAME}")
+        raise NucsegError(f"{name}: image has no pixels; {fix}")
     return array
-
-
-def read_image_file(path):
-    """Decode an image file on disk (any format Pillow reads, 8 or 16 bit)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise NucsegError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode_png(data, str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,11 +120,15 @@ class RawSource:
         ``stage1_train.zip`` or a folder holding ``<id>/images/<id>.png`` and ``<id>/masks/*.png``
         (possibly one level down, as ``stage1_train/<id>/...``).
 
+    require_masks : bool
+        Every image must have a ``masks/`` folder with PNGs (False: images alone, as in
+        ``stage1_test``).
+
     The layout is checked on construction; a wrong one raises `NucsegError` naming the path.
     The object pickles (the zip handle is reopened per process), so it can feed a process pool.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, require_masks=True):
         self.path = Path(path)
         self._zip = None
         if self.path.is_file():
@@ -147,7 +145,7 @@ class RawSource:
             names = [n + "/" if (self.path / n).is_dir() else n for n in names]
         else:
             raise NucsegError(f"{self.path}: no such file or folder ({LAYOUT})")
-        self.images, self.masks, self.prefix = _index_layout(names, self.path)
+        self.images, self.masks, self.prefix = _index_layout(names, self.path, require_masks)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -181,10 +179,7 @@ class RawSource:
             with Image.open(io.BytesIO(data)) as img:
                 return img.height, img.width
         except (OSError, SyntaxError, ValueError) as exc:
-            raise NucsegError(
-                f"{self.display(member)}: not a readable image ({exc}); "
-                f"replace it with the original from {ZIP_NAME}"
-            ) from None
+            raise NucsegError(f"{self.display(member)}: not a readable image ({exc}); {REPLACE_FROM_ZIP}") from None
 
     def read_image(self, image_id):
         member = self.images[image_id]
@@ -192,11 +187,11 @@ class RawSource:
 
     def read_masks(self, image_id):
         """Yield (display name, array) for each nucleus mask of an image."""
-        for member in self.masks[image_id]:
+        for member in self.masks.get(image_id, []):
             yield self.display(member), decode_png(self.read_bytes(member), self.display(member))
 
 
-def _index_layout(names, root):
+def _index_layout(names, root, require_masks=True):
     """Map each id to its image member and its mask members; raise on a wrong layout."""
     prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
     prefix = ""
@@ -220,7 +215,9 @@ def _index_layout(names, root):
         example = names[0] if names else "nothing"
         raise NucsegError(f"{root}: no <id>/images/<id>.png found (found e.g. '{example}'); expected {LAYOUT}")
     for image_id in sorted(images):
-        if image_id not in masks:
+        if image_id not in masks and not require_masks:
+            masks[image_id] = []
+        elif image_id not in masks:
             where = "has no PNG files" if image_id in mask_dirs else "missing"
             raise NucsegError(f"masks/ {where} in {root}/{prefix}{image_id}/ ({LAYOUT})")
         masks[image_id].sort()

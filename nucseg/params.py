@@ -9,12 +9,15 @@ import yaml
 from .io import NucsegError
 
 
-def load_params(section, path="params.yaml"):
-    """The `section` of params.yaml merged over its `base` section (the shared seed and size)."""
+def load_params(*sections, path="params.yaml", with_base=True):
+    """The `sections` of params.yaml merged, in order, over its `base` section (seed and size)."""
     params = yaml.safe_load(Path(path).read_text()) or {}
-    if section not in params:
-        raise NucsegError(f"{path}: no '{section}' section; add it (see the README's params table)")
-    return {**params.get("base", {}), **(params[section] or {})}
+    merged = dict(params.get("base", {})) if with_base else {}
+    for section in sections:
+        if section not in params:
+            raise NucsegError(f"{path}: no '{section}' section; add it (see params.yaml in the repository)")
+        merged.update(params[section] or {})
+    return merged
 
 
 def run(main):

@@ -31,22 +31,33 @@ def training_curves(history, path):
     _save(fig, path)
 
 
+PANELS = {
+    "mean": ("pixels at img_size, mean per image", ["precision", "recall", "dice", "iou"]),
+    "pooled": ("pixels at img_size, pooled", ["precision", "recall", "dice", "iou"]),
+    "native": ("pixels at native size, mean per image", ["precision", "recall", "dice", "iou"]),
+    "instance": ("nuclei at native size", ["dsb", "f1_iou50"]),
+}
+
+
 def metric_bars(summary, path, title="test split"):
-    """Bars of each metric per method, mean-per-image and pooled side by side."""
+    """Bars of each metric per method, one panel per way of scoring found in `summary`
+    (``mean``, ``pooled``, and where present ``native`` and ``instance``)."""
     methods = list(summary)
-    metrics = list(next(iter(summary.values()))["mean"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    panels = [k for k in PANELS if k in summary[methods[0]]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), sharey=True, squeeze=False)
     width = 0.8 / len(methods)
-    for ax, how in zip(axes, ("mean", "pooled")):
+    for ax, panel in zip(axes[0], panels):
+        label, metrics = PANELS[panel]
         for i, method in enumerate(methods):
-            values = [summary[method][how][m] for m in metrics]
+            values = [summary[method][panel][m] for m in metrics]
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(metrics))]
             bars = ax.bar(xs, values, width, label=method, color=COLORS.get(method))
             ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ax.set_xticks(range(len(metrics)), metrics)
         ax.set_ylim(0, 1.08)
-        ax.set_title(f"{title}: {'mean per image' if how == 'mean' else 'pooled over pixels'}")
-    axes[0].legend(loc="lower left")
+        ax.set_title(label, fontsize=10)
+    axes[0, 0].legend(loc="lower left")
+    fig.suptitle(title)
     _save(fig, path)
 
 

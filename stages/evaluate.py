@@ -1,11 +1,16 @@
-"""evaluate: U-Net and Otsu side by side on the test split; metrics and figures."""
+"""evaluate: U-Net and Otsu side by side on the test split; metrics and figures.
+
+Pixel metrics at img_size (what the model is trained on) and at native resolution; instance
+metrics (DSB score, F1 at IoU 0.5, count error) at native resolution.
+"""
 import argparse
 
 import numpy as np
 import pandas as pd
 
 from nucseg.data import select
-from nucseg.evaluate import compare, pick_gallery
+from nucseg.evaluate import compare, pick_gallery, score_native
+from nucseg.instances import instances
 from nucseg.io import read_ids, save_csv, save_json
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, metric_bars
@@ -15,25 +20,44 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", required=True)
     parser.add_argument("--masks", required=True)
+    parser.add_argument("--labels", required=True, help="native-resolution truth label images (.npz)")
     parser.add_argument("--meta", required=True)
     parser.add_argument("--ids", required=True, help="test ids, in the order of --unet")
     parser.add_argument("--otsu", required=True)
-    parser.add_argument("--unet", required=True, help="U-Net probabilities")
+    parser.add_argument("--otsu-native", required=True)
+    parser.add_argument("--unet", required=True, help="U-Net probabilities at img_size")
+    parser.add_argument("--unet-native", required=True, help="U-Net probabilities at native resolution")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--per-image", required=True)
     parser.add_argument("--bars", required=True)
     parser.add_argument("--gallery", required=True)
     args = parser.parse_args()
     params = load_params("evaluate")
+    instance_params = load_params("instances", with_base=False)
+    threshold = params["threshold"]
 
     all_ids, ids = pd.read_csv(args.meta)["id"].tolist(), read_ids(args.ids)
     truth = select(np.load(args.masks), all_ids, ids)
     predictions = {
         "otsu": select(np.load(args.otsu), all_ids, ids),
-        "unet": (np.load(args.unet).astype(np.float32) > params["threshold"]).astype(np.uint8),
+        "unet": (np.load(args.unet).astype(np.float32) > threshold).astype(np.uint8),
     }
     summary, per_image = compare(truth, predictions, ids)
-    save_json(args.metrics, {"n_images": len(ids), "threshold": params["threshold"], **summary})
+
+    with np.load(args.labels) as labels, np.load(args.otsu_native) as otsu, np.load(args.unet_native) as unet:
+        truth_native = [labels[i] for i in ids]
+        native_masks = {"otsu": [otsu[i] for i in ids],
+                        "unet": [(unet[i].astype(np.float32) > threshold).astype(np.uint8) for i in ids]}
+    native_rows = []
+    for method, masks in native_masks.items():
+        scores, rows = score_native(truth_native, [instances(m, **instance_params) for m in masks], ids)
+        summary[method]["native"] = scores["pixel"]["mean"]
+        summary[method]["instance"] = scores["instance"]
+        native_rows.append(rows[["id", "dsb", "f1", "n_true", "n_pred", "count_error"]]
+                           .rename(columns={"f1": "f1_iou50"}).assign(method=method))
+    per_image = per_image.merge(pd.concat(native_rows), on=["id", "method"])
+
+    save_json(args.metrics, {"n_images": len(ids), "threshold": threshold, **summary})
     save_csv(args.per_image, per_image)
     metric_bars(summary, args.bars, title=f"test split ({len(ids)} images)")
 
@@ -47,7 +71,9 @@ def main():
         titles=[f"{i[:8]}\nDice Otsu {dice['otsu', i]:.2f}\nU-Net {dice['unet', i]:.2f}" for i in shown],
     )
     for method, s in summary.items():
-        print(f"evaluate: {method:5s} " + " ".join(f"{k} {v:.4f}" for k, v in s["mean"].items()))
+        print(f"evaluate: {method:5s} Dice {s['mean']['dice']:.4f} (native {s['native']['dice']:.4f}), "
+              f"DSB {s['instance']['dsb']:.4f}, F1@0.5 {s['instance']['f1_iou50']:.4f}, "
+              f"count MAE {s['instance']['count_mae']:.1f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ def main():
     parser.add_argument("--raw", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    params = load_params("base")
+    params = load_params()
     source = RawSource(find_raw(args.raw) or args.raw)
     masks, labels = build_masks(source, img_size=params["img_size"])
     out = Path(args.out)

@@ -73,9 +73,11 @@ def test_full_chain_runs_and_scores(project):
     metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
     assert metrics["n_images"] == 2
     for method in ("otsu", "unet"):
-        for how in ("mean", "pooled"):
+        for how in ("mean", "pooled", "native"):
             assert set(metrics[method][how]) == {"precision", "recall", "dice", "iou"}
             assert all(0 <= v <= 1 for v in metrics[method][how].values())
+        assert set(metrics[method]["instance"]) == {"dsb", "f1_iou50", "count_mae"}
+        assert 0 <= metrics[method]["instance"]["dsb"] <= 1
     for png in ("training_curves.png", "metrics.png", "gallery.png"):
         assert (project / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     config = json.loads((project / "models" / "config.json").read_text())

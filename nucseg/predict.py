@@ -1,0 +1,213 @@
+"""Segmenting images at their own resolution: tiling, thresholding, instances, outputs."""
+from __future__ import annotations
+
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from .data import native_gray, resize
+from .instances import instances
+from .io import NucsegError, RawSource, atomic_path, decode_png, save_csv
+from .otsu import otsu_segment
+from .rle import labels_to_rles
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: files, folders of images, Kaggle-layout folders or zips
+
+
+@dataclass
+class InputImage:
+    id: str
+    name: str                       # how the file is named in messages
+    load: Callable[[], np.ndarray]  # raw array, as stored (8/16 bit, gray/RGB/RGBA)
+
+
+def read_any_image(path):
+    """An image file as an array; TIFFs through tifffile (microscopy TIFFs), the rest through Pillow."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            array = tifffile.imread(path)
+        except Exception as exc:  # tifffile raises many types for a broken file
+            raise NucsegError(f"{path}: not a readable TIFF ({exc}); {USER_FIX}") from None
+        array = np.squeeze(array)
+        if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+            array = np.moveaxis(array, 0, -1)   # channels first, as ImageJ writes them
+        if array.ndim not in (2, 3) or array.size == 0:
+            raise NucsegError(f"{path}: expected one 2-D image (gray or RGB), found shape {array.shape}")
+        return array
+    return decode_png(path.read_bytes(), str(path), fix=USER_FIX)
+
+
+def discover(paths):
+    """The images named by `paths`, each an image file, a folder or a Kaggle-layout zip.
+
+    A folder in the Kaggle layout (``<id>/images/<id>.png``) gives one image per id; any other
+    folder gives every image file under it (ids: the path below the folder, '/' as '__').
+    """
+    found = []
+    for path in map(Path, paths):
+        if path.is_file() and path.suffix.lower() == ".zip":
+            found += _from_source(RawSource(path, require_masks=False))
+        elif path.is_file():
+            found.append(InputImage(path.stem, str(path), lambda p=path: read_any_image(p)))
+        elif path.is_dir() and any(path.glob("*/images/*.png")):
+            found += _from_source(RawSource(path, require_masks=False))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found += [InputImage(str(p.relative_to(path).with_suffix("")).replace("/", "__"), str(p),
+                                 lambda p=p: read_any_image(p)) for p in files]
+        else:
+            raise NucsegError(f"{path}: no such file or folder (give image files, folders or a .zip)")
+    ids = [f.id for f in found]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise NucsegError(f"two inputs share the id '{duplicates[0]}'; rename one or give them in separate runs")
+    return found
+
+
+def _from_source(source):
+    return [InputImage(i, source.display(source.images[i]), lambda i=i: source.read_image(i)) for i in source.ids]
+
+
+def is_zip(path):
+    return Path(path).is_file() and zipfile.is_zipfile(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction at native resolution
+
+
+def tile_starts(length, tile, overlap):
+    """Start offsets of tiles of `tile` pixels overlapping by at least `overlap`, covering `length`."""
+    if length <= tile:
+        return [0]
+    stride = max(1, tile - overlap)
+    return sorted(set(list(range(0, length - tile, stride)) + [length - tile]))
+
+
+def _ramp(length, overlap):
+    """Blending weights of a tile edge: rising over `overlap` pixels from each end."""
+    if overlap <= 0:
+        return np.ones(length, np.float32)
+    x = np.arange(length, dtype=np.float32)
+    return np.clip(np.minimum(x + 1, length - x) / overlap, 1e-3, 1.0)
+
+
+def native_probs(model, gray, tile=512, overlap=64, batch_size=8):
+    """Nucleus probabilities for a whole grayscale image at its own resolution.
+
+    The model sees `img_size` pixels (its input). An image whose sides are at most `tile` is
+    resized to the model's input as a whole, as in training; a larger one is cut into
+    `tile`-pixel windows overlapping by `overlap`, each resized to the model's input, and the
+    predictions are resized back and blended with weights that fall off towards each window's
+    edges, so there are no seams. ``tile=0`` resizes every image as a whole.
+    """
+    import tensorflow as tf
+
+    size = model.input_shape[1]
+    h, w = gray.shape
+    if not tile:
+        tile = max(h, w)
+    windows = [(y, x, min(tile, h), min(tile, w))
+               for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
+    crops = np.stack([resize(gray[y:y + th, x:x + tw], size) for y, x, th, tw in windows])
+    logits = model.predict(crops[..., None], batch_size=batch_size, verbose=0)[..., 0]
+    probs = tf.sigmoid(logits).numpy()
+    total = np.zeros((h, w), np.float32)
+    weight = np.zeros((h, w), np.float32)
+    for (y, x, th, tw), p in zip(windows, probs):
+        wgt = np.outer(_ramp(th, overlap if th < h else 0), _ramp(tw, overlap if tw < w else 0))
+        total[y:y + th, x:x + tw] += resize(p, (th, tw)) * wgt
+        weight[y:y + th, x:x + tw] += wgt
+    return total / weight
+
+
+@dataclass
+class Segmenter:
+    """Segment raw images with the U-Net or Otsu, then split the mask into nuclei.
+
+    `instance_params` are keyword arguments of `nucseg.instances.instances`.
+    """
+    method: str = "unet"
+    model: object = None
+    threshold: float = 0.5
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int = 8
+    normalization: str = "percentile"
+    instance_params: dict = None
+
+    def __post_init__(self):
+        if self.method not in ("unet", "otsu"):
+            raise ValueError(f"unknown method {self.method!r}: use unet or otsu")
+        if self.method == "unet" and self.model is None:
+            raise ValueError("the unet method needs a model")
+
+    def mask(self, raw):
+        gray = native_gray(raw, self.normalization)
+        if self.method == "otsu":
+            return otsu_segment(gray)
+        probs = native_probs(self.model, gray, self.tile, self.overlap, self.batch_size)
+        return (probs > self.threshold).astype(np.uint8)
+
+    def labels(self, mask):
+        return instances(mask, **(self.instance_params or {}))
+
+
+def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
+    """Segment every input and write, per image, ``masks/<id>.png`` (0/255) and
+    ``labels/<id>.tif`` (16-bit instance labels), plus ``summary.csv`` over all images.
+
+    A file that cannot be read or segmented is reported by name and skipped; its summary row says
+    why. Returns the summary table.
+    """
+    import tifffile
+
+    out_dir = Path(out_dir)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+    rows, rles = [], []
+    for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):
+        start = time.perf_counter()
+        try:
+            raw = item.load()
+            mask = segmenter.mask(raw)
+            labels = segmenter.labels(mask)
+        except (NucsegError, ValueError, OSError) as exc:
+            message = str(exc) if item.name in str(exc) else f"{item.name}: {exc}"
+            tqdm.write(f"skipped: {message}")
+            rows.append({"id": item.id, "source": item.name, "error": str(exc)})
+            continue
+        with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
+            Image.fromarray(mask * 255).save(tmp, format="PNG")
+        with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
+            tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
+        areas = np.bincount(labels.ravel())[1:]
+        rows.append({
+            "id": item.id, "source": item.name, "width": mask.shape[1], "height": mask.shape[0],
+            "nuclei": int(labels.max()), "mean_area": float(areas.mean()) if areas.size else 0.0,
+            "median_area": float(np.median(areas)) if areas.size else 0.0,
+            "seconds": round(time.perf_counter() - start, 3), "error": "",
+        })
+        if rle_csv:
+            rles += [(item.id, r) for r in labels_to_rles(labels)] or [(item.id, "")]
+    summary = pd.DataFrame(rows, columns=["id", "source", "width", "height", "nuclei", "mean_area",
+                                          "median_area", "seconds", "error"])
+    save_csv(out_dir / "summary.csv", summary)
+    if rle_csv:
+        save_csv(rle_csv, pd.DataFrame(rles, columns=["ImageId", "EncodedPixels"]))
+    return summary

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from nucseg.matching import THRESHOLDS, instance_metrics, iou_matrix, match
+
+
+def _labels(*boxes, shape=(10, 10)):
+    out = np.zeros(shape, np.int32)
+    for k, (y0, y1, x0, x1) in enumerate(boxes, start=1):
+        out[y0:y1, x0:x1] = k
+    return out
+
+
+def test_thresholds():
+    np.testing.assert_allclose(THRESHOLDS, [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
+
+
+def test_iou_matrix_hand_computed():
+    truth = _labels((0, 2, 0, 2), (5, 7, 5, 7))          # two 2x2 nuclei
+    pred = _labels((0, 2, 0, 3), (8, 10, 8, 10))          # 2x3 over the first; one elsewhere
+    np.testing.assert_allclose(iou_matrix(truth, pred), [[4 / 6, 0], [0, 0]])
+
+
+def test_one_hit_one_miss_one_false_alarm():
+    truth = _labels((0, 2, 0, 2), (5, 7, 5, 7))
+    pred = _labels((0, 2, 0, 2), (8, 10, 8, 10))
+    r = match(truth, pred)
+    # TP 1, FP 1, FN 1 at every threshold: 1/3; F1 = 2/(2+1+1)
+    assert r["dsb"] == pytest.approx(1 / 3)
+    assert r["f1"] == pytest.approx(0.5)
+    assert (r["n_true"], r["n_pred"], r["count_error"]) == (2, 2, 0)
+
+
+def test_partial_overlap_hits_the_lower_thresholds_only():
+    truth = _labels((0, 1, 0, 5))        # 5 pixels
+    pred = _labels((0, 1, 0, 6))         # 6 pixels: IoU 5/6 = 0.833
+    # above 0.5 ... 0.8 (7 thresholds): 1 each; above 0.85 ... 0.95: TP 0, FP 1, FN 1 -> 0
+    assert match(truth, pred)["dsb"] == pytest.approx(0.7)
+
+
+def test_iou_exactly_one_half_is_not_a_match():
+    truth = _labels((0, 2, 0, 2))
+    pred = _labels((0, 2, 0, 1))         # IoU 2/4
+    r = match(truth, pred)
+    assert r["dsb"] == 0 and r["f1"] == 0
+
+
+def test_empty_cases():
+    empty = np.zeros((4, 4), int)
+    assert match(empty, empty)["dsb"] == 1
+    assert match(_labels((0, 2, 0, 2), shape=(4, 4)), empty)["dsb"] == 0
+    assert match(empty, _labels((0, 2, 0, 2), shape=(4, 4)))["count_error"] == 1
+
+
+def test_label_values_need_not_be_consecutive():
+    truth = _labels((0, 2, 0, 2), (5, 7, 5, 7)) * 7
+    assert match(truth, truth)["dsb"] == 1
+
+
+def test_means_over_images():
+    truth = _labels((0, 2, 0, 2), (5, 7, 5, 7))
+    summary, rows = instance_metrics([truth, truth], [truth, _labels((0, 2, 0, 2))])
+    # image 2: TP 1, FN 1 -> 1/2 at every threshold; F1 2/3; count error 1
+    assert summary["dsb"] == pytest.approx(0.75)
+    assert summary["f1_iou50"] == pytest.approx((1 + 2 / 3) / 2)
+    assert summary["count_mae"] == pytest.approx(0.5)
