@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -27,8 +28,21 @@ def blur(image, sigma, max_sigma):
     return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")[0]
 
 
+def _degrade_op(image, choices, index, seed):
+    """The robustness degradations (numpy) inside tf.data, for one (H, W, 1) image."""
+    from .degrade import degrade
+
+    def apply(img, i, s):
+        name, severity = choices[int(i)]
+        return degrade(img[..., 0], name, severity, seed=int(s))[..., None].astype(np.float32)
+
+    out = tf.numpy_function(apply, [image, index, seed], tf.float32, stateful=False)
+    out.set_shape(image.shape)
+    return out
+
+
 def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift=0.0,
-            blur_sigma=0.0, flip=False):
+            blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None):
     """Randomly transform one (image, mask) pair.
 
     Parameters
@@ -48,12 +62,17 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
         Gaussian blur with a standard deviation drawn from [0, blur_sigma] pixels.
     flip : bool
         Random horizontal and vertical flips of image and mask.
+    degrade : float
+        Probability of also applying one of the robustness degradations (`nucseg.degrade`),
+        drawn uniformly among the (name, severity) pairs of `degrade_levels` (severity "none",
+        the first of each list, excluded).
+    degrade_levels : dict name -> severities
 
     Returns
     -------
     image, mask : the transformed pair, image clipped to [0, 1]
     """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 6)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 9)
     size = tf.shape(image)[:2]
     pair = tf.concat([image, tf.cast(mask, image.dtype)], axis=-1)
     if flip:
@@ -72,4 +91,11 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
         image = (image - mean) * factor + mean
     if blur_sigma > 0:
         image = blur(image, tf.random.stateless_uniform([], seeds[5], 0.0, blur_sigma), blur_sigma)
-    return tf.clip_by_value(image, 0.0, 1.0), mask
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    if degrade > 0 and degrade_levels:
+        choices = [(name, float(s)) for name in sorted(degrade_levels) for s in degrade_levels[name][1:]]
+        index = tf.random.stateless_uniform([], seeds[6], 0, len(choices), dtype=tf.int32)
+        op_seed = tf.random.stateless_uniform([], seeds[7], 0, 2**31 - 1, dtype=tf.int64)
+        apply = tf.random.stateless_uniform([], seeds[8]) < degrade
+        image = tf.cond(apply, lambda: _degrade_op(image, choices, index, op_seed), lambda: image)
+    return image, mask

@@ -19,6 +19,7 @@ def _segmenter_args(parser):
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input, as in training")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
     parser.add_argument("--min-size", type=int, default=10, help="smallest nucleus kept, pixels (default: %(default)s)")
     parser.add_argument("--no-fill-holes", action="store_true")
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
@@ -29,7 +30,7 @@ def _segmenter(args, method, model=None):
 
     return Segmenter(
         method=method, model=model, threshold=args.threshold, tile=0 if args.resize else args.tile,
-        overlap=args.overlap, batch_size=args.batch_size,
+        overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
         instance_params=dict(min_size=args.min_size, fill_holes=not args.no_fill_holes,
                              split_touching=not args.no_split),
     )

@@ -85,3 +85,51 @@ def gallery(images, columns, path, titles=None):
             ax.set_xticks([])
             ax.set_yticks([])
     _save(fig, path)
+
+
+def severity_curves(rows, name, path, metrics=("dice", "dsb")):
+    """Score against severity for one degradation, one line per method (and per metric)."""
+    metrics = [m for m in metrics if m in rows[0]["unet"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    levels = range(len(rows))
+    for ax, metric in zip(axes[0], metrics):
+        for method in ("otsu", "unet"):
+            ax.plot(levels, [r[method][metric] for r in rows], "o-", label=method, color=COLORS[method])
+        ax.set_xticks(list(levels), [f"{r['severity']:g}" for r in rows])
+        ax.set_xlabel("severity (0 = none)" if rows[0]["severity"] == 0 else "severity")
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name}: {metric}")
+        ax.legend()
+    _save(fig, path)
+
+
+def augmentation_gallery(image, mask, settings, path, seed=0):
+    """One augmentation at several strengths, in a row, the mask below where geometry changes.
+
+    Parameters
+    ----------
+    image, mask : (H, W) arrays
+    settings : list of (label, dict of `nucseg.augment.augment` keyword arguments)
+    """
+    import tensorflow as tf
+
+    from .augment import augment
+
+    geometric = any(("shift" in kw or "flip" in kw) for _, kw in settings)
+    rows = 2 if geometric else 1
+    fig, axes = plt.subplots(rows, len(settings) + 1, figsize=(2.2 * (len(settings) + 1), 2.3 * rows), squeeze=False)
+    panels = [("original", image, mask)]
+    for i, (label, kw) in enumerate(settings):
+        out, out_mask = augment(image[..., None].astype("float32"), mask[..., None].astype("float32"),
+                                tf.constant([seed, i]), **kw)
+        panels.append((label, out.numpy()[..., 0], out_mask.numpy()[..., 0]))
+    for c, (label, im, m) in enumerate(panels):
+        axes[0, c].imshow(im, cmap="gray", vmin=0, vmax=1)
+        axes[0, c].set_title(label, fontsize=8)
+        if geometric:
+            axes[1, c].imshow(m, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        for ax in axes[:, c]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    _save(fig, path)

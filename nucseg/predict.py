@@ -107,16 +107,17 @@ def _ramp(length, overlap):
     return np.clip(np.minimum(x + 1, length - x) / overlap, 1e-3, 1.0)
 
 
-def native_probs(model, gray, tile=512, overlap=64, batch_size=8):
+def native_probs(model, gray, tile=512, overlap=64, batch_size=8, tta=False):
     """Nucleus probabilities for a whole grayscale image at its own resolution.
 
     The model sees `img_size` pixels (its input). An image whose sides are at most `tile` is
     resized to the model's input as a whole, as in training; a larger one is cut into
     `tile`-pixel windows overlapping by `overlap`, each resized to the model's input, and the
     predictions are resized back and blended with weights that fall off towards each window's
-    edges, so there are no seams. ``tile=0`` resizes every image as a whole.
+    edges, so there are no seams. ``tile=0`` resizes every image as a whole. `tta`: see
+    `nucseg.evaluate.predict_probs`.
     """
-    import tensorflow as tf
+    from .evaluate import predict_probs
 
     size = model.input_shape[1]
     h, w = gray.shape
@@ -125,8 +126,7 @@ def native_probs(model, gray, tile=512, overlap=64, batch_size=8):
     windows = [(y, x, min(tile, h), min(tile, w))
                for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
     crops = np.stack([resize(gray[y:y + th, x:x + tw], size) for y, x, th, tw in windows])
-    logits = model.predict(crops[..., None], batch_size=batch_size, verbose=0)[..., 0]
-    probs = tf.sigmoid(logits).numpy()
+    probs = predict_probs(model, crops, batch_size=batch_size, tta=tta)
     total = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
     for (y, x, th, tw), p in zip(windows, probs):
@@ -148,6 +148,7 @@ class Segmenter:
     tile: int = 512
     overlap: int = 64
     batch_size: int = 8
+    tta: bool = False
     normalization: str = "percentile"
     instance_params: dict = None
 
@@ -161,7 +162,7 @@ class Segmenter:
         gray = native_gray(raw, self.normalization)
         if self.method == "otsu":
             return otsu_segment(gray)
-        probs = native_probs(self.model, gray, self.tile, self.overlap, self.batch_size)
+        probs = native_probs(self.model, gray, self.tile, self.overlap, self.batch_size, self.tta)
         return (probs > self.threshold).astype(np.uint8)
 
     def labels(self, mask):

@@ -27,6 +27,23 @@ def set_seed(seed, deterministic=True):
         tf.config.experimental.enable_op_determinism()
 
 
+def get_strategy(name="default"):
+    """The `tf.distribute` strategy by name.
+
+    ``default``: one device. ``mirrored``: synchronous data parallelism over every GPU, or over
+    every logical CPU device where there is no GPU. ``multi_worker``: the same across machines,
+    each worker told the cluster by the ``TF_CONFIG`` environment variable.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}: use default, mirrored or multi_worker")
+
+
 def make_dataset(images, masks, batch_size=16, shuffle=False, augment=None, seed=0):
     """A batched tf.data pipeline of (image, mask) pairs shaped (H, W, 1).
 
@@ -68,13 +85,15 @@ def compile_model(model, learning_rate, loss="bce_dice", pos_weight=1.0):
 def train(images_train, masks_train, images_val, masks_val, out_model, *, encoder_weights="imagenet",
           freeze_encoder=None, dropout=0.0, loss="bce_dice", pos_weight=1.0, learning_rate=1e-3,
           lr_decay=0.1, epochs=40, patience=15, batch_size=16, augment=None, finetune_epochs=0,
-          finetune_learning_rate=1e-4, seed=0, deterministic=True, verbose=2):
+          finetune_learning_rate=1e-4, seed=0, deterministic=True, strategy="default", verbose=2):
     """Train the U-Net and save its best checkpoint (lowest validation loss) to `out_model`.
 
     Phase one trains with the encoder frozen or not as `freeze_encoder` says (see `get_model`).
     If `finetune_epochs` > 0, phase two unfreezes the encoder (its BatchNorm statistics stay
     fixed) and continues from the best phase-one weights at `finetune_learning_rate`, with the
     same decay. Each phase stops early after `patience` epochs without a better val loss.
+    `strategy` names a `tf.distribute` strategy (see `get_strategy`); `batch_size` is the global
+    batch, split across its replicas.
 
     Returns
     -------
@@ -85,7 +104,9 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     """
     set_seed(seed, deterministic)
     img_size = int(np.shape(images_train)[1])
-    model = get_model(img_size, encoder_weights, freeze_encoder, dropout)
+    strategy = get_strategy(strategy)
+    with strategy.scope():
+        model = get_model(img_size, encoder_weights, freeze_encoder, dropout)
     train_ds = make_dataset(images_train, masks_train, batch_size, shuffle=True, augment=augment, seed=seed)
     val_ds = make_dataset(images_val, masks_val, batch_size)
 
@@ -101,14 +122,15 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     start, rows, offset = time.perf_counter(), [], 0
     try:
         for phase, (lr, n_epochs) in enumerate(phases, start=1):
-            if phase == 2:
-                model = keras.models.load_model(checkpoint, compile=False)
-                encoder = encoder_of(model)
-                encoder.trainable = True
-                for layer in encoder.layers:  # keep ImageNet BatchNorm statistics
-                    if isinstance(layer, keras.layers.BatchNormalization):
-                        layer.trainable = False
-            compile_model(model, lr, loss, pos_weight)
+            with strategy.scope():
+                if phase == 2:
+                    model = keras.models.load_model(checkpoint, compile=False)
+                    encoder = encoder_of(model)
+                    encoder.trainable = True
+                    for layer in encoder.layers:  # keep ImageNet BatchNorm statistics
+                        if isinstance(layer, keras.layers.BatchNormalization):
+                            layer.trainable = False
+                compile_model(model, lr, loss, pos_weight)
             schedule = lr_schedule(lr, lr_decay)
             fit = model.fit(
                 train_ds, validation_data=val_ds, initial_epoch=offset, epochs=offset + n_epochs,

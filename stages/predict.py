@@ -25,10 +25,10 @@ def main():
     model = load_model(args.model)
     ids = read_ids(args.ids)
     images = select(np.load(args.images), pd.read_csv(args.meta)["id"].tolist(), ids)
-    probs = predict_probs(model, images, batch_size=p["batch_size"])
+    probs = predict_probs(model, images, batch_size=p["batch_size"], tta=p["tta"])
     source = RawSource(find_raw(args.raw) or args.raw)
     native = {i: native_probs(model, native_gray(source.read_image(i), p["normalization"]), tile=p["tile"],
-                              overlap=p["overlap"], batch_size=p["batch_size"]).astype(np.float16)
+                              overlap=p["overlap"], batch_size=p["batch_size"], tta=p["tta"]).astype(np.float16)
               for i in ids}
     save_npz(args.native, native)
     save_npy(args.out, probs.astype(np.float16))

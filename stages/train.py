@@ -25,11 +25,14 @@ def main():
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
     p = load_params("train")
+    levels = load_params("robustness", with_base=False)["severities"]
 
     ids = pd.read_csv(args.meta)["id"].tolist()
     images, masks = np.load(args.images), np.load(args.masks)
     train_ids, val_ids = read_ids(Path(args.split) / "train.txt"), read_ids(Path(args.split) / "val.txt")
     augment = {k: tuple(v) if isinstance(v, list) else v for k, v in (p["augment"] or {}).items()}
+    if augment.get("degrade"):
+        augment["degrade_levels"] = levels
     history, info = train(
         select(images, ids, train_ids), select(masks, ids, train_ids),
         select(images, ids, val_ids), select(masks, ids, val_ids),
@@ -38,7 +41,7 @@ def main():
         loss=p["loss"], pos_weight=float(p["pos_weight"]), learning_rate=float(p["learning_rate"]),
         lr_decay=p["lr_decay"], epochs=p["epochs"], patience=p["patience"], batch_size=p["batch_size"],
         augment=augment, finetune_epochs=p["finetune_epochs"],
-        finetune_learning_rate=float(p["finetune_learning_rate"]), seed=p["seed"],
+        finetune_learning_rate=float(p["finetune_learning_rate"]), seed=p["seed"], strategy=p["strategy"],
     )
     config = {"params": p, "img_size": int(images.shape[1]), "n_train": len(train_ids),
               "n_val": len(val_ids), "result": info, "versions": versions()}

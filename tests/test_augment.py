@@ -67,3 +67,18 @@ def test_every_image_gets_its_own_draw():
     changed = [not np.allclose(first[i, ..., 0], images[i]) for i in range(4)]
     assert all(changed)
     assert not np.array_equal(first, second)   # new draws every epoch
+
+
+def test_degradation_augmentation():
+    image, mask = _pair()
+    levels = {"gaussian_noise": [0.0, 0.2], "blur": [0.0, 2.0]}
+    never = augment(image, mask, tf.constant([1, 1]), degrade=0.0, degrade_levels=levels)[0].numpy()
+    np.testing.assert_allclose(never, image, atol=1e-6)
+    outs = [augment(image, mask, tf.constant([s, 1]), degrade=1.0, degrade_levels=levels) for s in range(8)]
+    for out, out_mask in outs:
+        assert out.shape == image.shape and not np.allclose(out.numpy(), image)
+        np.testing.assert_array_equal(out_mask, mask)          # photometric only
+    noisy = [np.abs(np.diff(o.numpy(), axis=1)).mean() > np.abs(np.diff(image, axis=1)).mean() for o, _ in outs]
+    assert 0 < sum(noisy) < 8                                  # both kinds drawn
+    again = augment(image, mask, tf.constant([3, 1]), degrade=1.0, degrade_levels=levels)[0].numpy()
+    np.testing.assert_array_equal(again, outs[3][0].numpy())   # seeded

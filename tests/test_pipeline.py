@@ -18,7 +18,10 @@ import yaml
 from conftest import ROOT, SHARED_ZIP, make_samples, subset_zip, write_kaggle_zip
 
 pytestmark = pytest.mark.slow
-DATA_STAGES = {"fetch", "ingest", "masks", "split", "otsu"}
+DATA_STAGES = {"fetch", "ingest", "masks", "split", "otsu", "augmentations"}
+MODEL_STAGES = {"train", "predict", "evaluate", "robustness"}
+# the stages that only score saved predictions: all that the decision threshold may rerun
+SCORING_STAGES = {"evaluate", "robustness"}
 
 
 def dvc(project, *args, check=True):
@@ -45,7 +48,7 @@ def set_params(project, **changes):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     project = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(ROOT / name, project / name)
     for folder in ("stages", "nucseg"):
         shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -69,7 +72,7 @@ def project(tmp_path_factory):
 
 def test_full_chain_runs_and_scores(project):
     project, first = project
-    assert ran(first) == DATA_STAGES | {"train", "predict", "evaluate"}
+    assert ran(first) == DATA_STAGES | MODEL_STAGES
     metrics = json.loads((project / "metrics" / "evaluate.json").read_text())
     assert metrics["n_images"] == 2
     for method in ("otsu", "unet"):
@@ -78,8 +81,11 @@ def test_full_chain_runs_and_scores(project):
             assert all(0 <= v <= 1 for v in metrics[method][how].values())
         assert set(metrics[method]["instance"]) == {"dsb", "f1_iou50", "count_mae"}
         assert 0 <= metrics[method]["instance"]["dsb"] <= 1
-    for png in ("training_curves.png", "metrics.png", "gallery.png"):
+    for png in ("training_curves.png", "metrics.png", "gallery.png", "robustness/blur.png", "augmentations/shift.png",
+                "robustness/gallery_worst.png"):
         assert (project / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    robust = json.loads((project / "metrics" / "robustness.json").read_text())
+    assert set(robust["worst"]) == set(yaml.safe_load((project / "params.yaml").read_text())["robustness"]["degradations"])
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["img_size"] == 32 and config["params"]["encoder_weights"] == "none"
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
@@ -92,13 +98,13 @@ def test_train_param_reruns_only_what_follows(project):
     set_params(project, **{"train.learning_rate": 0.002})
     status = json.loads(dvc(project, "status", "--json").stdout)
     assert set(status) == {"train"}
-    assert ran(dvc(project, "repro")) == {"train", "predict", "evaluate"}
+    assert ran(dvc(project, "repro")) == MODEL_STAGES
 
 
-def test_threshold_reruns_evaluate_only(project):
+def test_threshold_reruns_scoring_only(project):
     project, _ = project
     set_params(project, **{"evaluate.threshold": 0.4})
-    assert ran(dvc(project, "repro")) == {"evaluate"}
+    assert ran(dvc(project, "repro")) == SCORING_STAGES
     assert json.loads((project / "metrics" / "evaluate.json").read_text())["threshold"] == 0.4
 
 
@@ -128,3 +134,31 @@ def test_corrupt_image_fails_in_one_line_and_keeps_results(project):
     dvc(project, "checkout")
     assert ran(dvc(project, "repro")) == {"fetch"}
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+
+
+def git(project, *args):
+    subprocess.run(["git", "-c", "user.email=ci@nucseg", "-c", "user.name=ci", *args], cwd=project, check=True,
+                   capture_output=True)
+
+
+def test_remote_push_then_pull_in_a_fresh_clone(project, tmp_path):
+    """`dvc push` to a directory remote; a fresh clone pulls the model and results, retrains nothing."""
+    project, _ = project
+    dvc(project, "remote", "add", "-d", "store", str(tmp_path / "remote"))
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "pipeline")
+    dvc(project, "push")
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    assert not (clone / "models" / "unet.keras").exists()
+    assert not (clone / "data" / "raw").exists()           # git-ignored: never committed
+    (clone / "data" / "raw").mkdir(parents=True)
+    shutil.copy(project / "data" / "raw" / "stage1_train.zip", clone / "data" / "raw")
+    dvc(clone, "pull")
+    assert (clone / "models" / "unet.keras").read_bytes() == (project / "models" / "unet.keras").read_bytes()
+    assert (clone / "metrics" / "evaluate.json").read_text() == (project / "metrics" / "evaluate.json").read_text()
+    # the raw data is the user's (never in the remote); the same zip matches dvc.lock's hash,
+    # so nothing at all reruns
+    assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
+    assert ran(dvc(clone, "repro")) == set()

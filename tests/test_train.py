@@ -59,3 +59,35 @@ def test_same_seed_same_model(tmp_path):
     a, b = load_model(tmp_path / "a.keras"), load_model(tmp_path / "b.keras")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    """Data-parallel training over two logical CPU devices (a subprocess: devices are fixed at start)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import numpy as np
+        from nucseg.train import get_strategy, train
+        assert get_strategy("mirrored").num_replicas_in_sync == 2
+        rng = np.random.default_rng(0)
+        x = rng.random((4, 32, 32)).astype("float32")
+        y = (x > 0.5).astype("uint8")
+        history, info = train(x, y, x[:2], y[:2], r"{tmp_path / 'm.keras'}", encoder_weights="none", epochs=1,
+                              batch_size=2, verbose=0, strategy="mirrored")
+        print("replicas ok", info["epochs_run"])
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "replicas ok 1" in result.stdout, result.stderr[-2000:]
+    assert (tmp_path / "m.keras").exists()
+
+
+def test_unknown_strategy():
+    from nucseg.train import get_strategy
+
+    with pytest.raises(ValueError, match="unknown strategy"):
+        get_strategy("tpu_pod")

@@ -1,0 +1,314 @@
+"""Benchmarks of every stage against the original notebook's way, in the same run.
+
+    python bench/bench.py                       # everything, on ../shared's stage1_train.zip
+    python bench/bench.py --only infer,native   # some sections
+    python bench/bench.py --zip data/raw/stage1_train.zip --repeats 5
+
+Prints a table and writes bench/results.json. Times are medians of `--repeats` runs; each figure
+of ours comes with the reference's, so that the ratio, not the noisy absolute time, is the claim.
+Not a test: nothing here asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "dsb2018" / "stage1_train.zip"
+SECTIONS = ("ingest", "train", "infer", "native", "evaluate", "repro", "rss")
+
+
+def median_time(func, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebook's way, kept here as the reference
+
+
+def reference_ingest(source, size=128):
+    """The notebook: a PIL loop reading each image and each mask, resizing each mask on its own
+    and adding them up (the fractional labels it leaves are not fixed here: that is its speed)."""
+    from PIL import Image
+    import io
+
+    images, masks = [], []
+    for image_id in source.ids:
+        img = Image.open(io.BytesIO(source.read_bytes(source.images[image_id]))).convert("RGB")
+        images.append(np.asarray(img.resize((size, size)), dtype=np.float32) / 255.0)
+        mask = np.zeros((size, size), np.float32)
+        for member in source.masks[image_id]:
+            m = Image.open(io.BytesIO(source.read_bytes(member))).resize((size, size))
+            mask = np.maximum(mask, np.asarray(m, dtype=np.float32) / 255.0)
+        masks.append(mask)
+    return np.stack(images), np.stack(masks)
+
+
+def ours_ingest(source, size=128):
+    from nucseg.data import ingest
+    from nucseg.masks import build_masks
+
+    images, _ = ingest(source, img_size=size)
+    masks, _ = build_masks(source, img_size=size)
+    return images, masks
+
+
+# ---------------------------------------------------------------------------------------------
+# Model cost
+
+
+def model_flops(model):
+    """Forward FLOPs of one image, counted by TensorFlow's profiler on the model's graph."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    frozen = convert_variables_to_constants_v2(tf.function(lambda x: model(x, training=False)).get_concrete_function(spec))
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op", options=opts)
+    return int(info.total_float_ops)
+
+
+def cpu_peak():
+    """Theoretical fp32 peak (AVX-512 on Zen 4 runs as two 256-bit FMA pipes: 32 FLOP/cycle/core)
+    and the measured rate of a large single-precision matrix product."""
+    import tensorflow as tf
+
+    mhz = None
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("cpu MHz"):
+            mhz = float(line.split(":")[1])
+            break
+    cores = os.cpu_count()
+    theoretical = cores * (mhz or 0) * 1e6 * 32
+    a = tf.random.normal([2048, 2048])
+    b = tf.random.normal([2048, 2048])
+    tf.linalg.matmul(a, b).numpy()
+    seconds, _ = median_time(lambda: tf.linalg.matmul(a, b).numpy(), 5)
+    return {"cores": cores, "mhz": mhz, "theoretical_gflops": theoretical / 1e9,
+            "sgemm_gflops": 2 * 2048**3 / seconds / 1e9}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def bench_ingest(source, repeats):
+    ours, ours_all = median_time(lambda: ours_ingest(source), repeats)
+    ref, ref_all = median_time(lambda: reference_ingest(source), repeats)
+    return {"images": len(source.ids), "ours_s": ours, "reference_s": ref, "speedup": ref / ours,
+            "ours_runs": ours_all, "reference_runs": ref_all}
+
+
+def _training_arrays():
+    import pandas as pd
+
+    from nucseg.data import select
+    from nucseg.io import read_ids
+
+    ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
+    train_ids = read_ids(ROOT / "data/split/train.txt")
+    return (select(np.load(ROOT / "data/ingest/images.npy"), ids, train_ids),
+            select(np.load(ROOT / "data/masks/masks.npy"), ids, train_ids))
+
+
+def _epoch_rate(fit_once, n_images, epochs):
+    """Images per second of the epochs after the first (which includes tracing)."""
+    times = []
+    for epoch in range(epochs + 1):
+        start = time.perf_counter()
+        fit_once()
+        if epoch:
+            times.append(time.perf_counter() - start)
+    return n_images / statistics.median(times)
+
+
+def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
+    import keras
+
+    from nucseg.losses import get_loss
+    from nucseg.train import compile_model, make_dataset
+    from nucseg.model import get_model
+
+    x, y = _training_arrays()
+    augment = dict(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), shift=0.05, blur_sigma=1.0, flip=True)
+    results = {}
+    for freeze in (True, False):
+        key = "frozen" if freeze else "trainable"
+        # reference: numpy arrays straight into fit, batch 16, float32, no augmentation
+        keras.mixed_precision.set_global_policy("float32")
+        model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
+        ref = _epoch_rate(lambda: model.fit(x[..., None], y[..., None].astype(np.float32), batch_size=16,
+                                            epochs=1, verbose=0), len(x), epochs)
+        results[f"{key}_reference_img_s"] = ref
+        for policy in policy_names:
+            keras.mixed_precision.set_global_policy(policy)
+            model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
+            ds = make_dataset(x, y, 16, shuffle=True, augment=augment)
+            rate = _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
+            results[f"{key}_{policy}_img_s"] = rate
+            results[f"{key}_{policy}_speedup"] = rate / ref
+        keras.mixed_precision.set_global_policy("float32")
+    del get_loss
+    return results
+
+
+def bench_infer(model, repeats):
+    from nucseg.evaluate import predict_probs
+
+    images = np.load(ROOT / "data/ingest/images.npy")
+    predict_probs(model, images[:64], batch_size=64)
+    ours, _ = median_time(lambda: predict_probs(model, images, batch_size=64), repeats)
+    n_ref = 100
+    ref, _ = median_time(lambda: [model.predict(im[None, ..., None], verbose=0) for im in images[:n_ref]], repeats)
+    return {"ours_img_s": len(images) / ours, "reference_img_s": n_ref / ref,
+            "speedup": (len(images) / ours) / (n_ref / ref)}
+
+
+def bench_native(model, source, ids, repeats):
+    """Full-resolution U-Net probabilities: ours tiles and batches; the reference predicts each
+    image at 128 px and resizes the probabilities back with scikit-image."""
+    from skimage.transform import resize as sk_resize
+
+    from nucseg.data import native_gray, resize
+    from nucseg.predict import native_probs
+
+    grays = [native_gray(source.read_image(i)) for i in ids]
+    mpx = sum(g.size for g in grays) / 1e6
+
+    def ours():
+        for g in grays:
+            native_probs(model, g, tile=512, overlap=64, batch_size=32)
+
+    def reference():
+        for g in grays:
+            p = model.predict(resize(g, 128)[None, ..., None], verbose=0)[0, ..., 0]
+            sk_resize(1 / (1 + np.exp(-p)), g.shape, order=1)
+
+    ours_s, _ = median_time(ours, repeats)
+    ref_s, _ = median_time(reference, repeats)
+    return {"images": len(ids), "megapixels": mpx, "ours_mpx_s": mpx / ours_s, "reference_mpx_s": mpx / ref_s,
+            "speedup": ref_s / ours_s}
+
+
+def run_peak_rss(cmd):
+    """Wall time and peak resident memory (MiB) of a command and all its children."""
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            f"r = subprocess.run({cmd!r}, shell=True, capture_output=True); "
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    seconds, kib, rc = out.stdout.split()
+    return float(seconds), int(kib) / 1024, int(rc)
+
+
+def stage_commands():
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: " ".join(stage["cmd"].split()) for name, stage in stages.items()}
+
+
+def bench_rss(train_epochs=1):
+    """Peak RSS of every stage's command, run as DVC runs it. Outputs go to a scratch copy of the
+    workspace's data, so nothing committed changes; train runs `train_epochs` epochs."""
+    import shutil
+
+    import yaml
+
+    results = {}
+    with tempfile.TemporaryDirectory(dir=ROOT) as scratch:
+        scratch = Path(scratch)
+        for folder in ("data", "models", "metrics", "plots", "stages"):
+            if (ROOT / folder).exists():
+                shutil.copytree(ROOT / folder, scratch / folder, symlinks=True)
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["train"]["epochs"] = train_epochs
+        params["train"]["finetune_epochs"] = min(params["train"]["finetune_epochs"], 1)
+        (scratch / "params.yaml").write_text(yaml.safe_dump(params))
+        for name, cmd in stage_commands().items():
+            code = ("import resource, subprocess, time; t = time.perf_counter(); "
+                    f"r = subprocess.run({cmd!r}, shell=True, capture_output=True); "
+                    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+            out = subprocess.run([sys.executable, "-c", code], cwd=scratch, capture_output=True, text=True)
+            seconds, kib, rc = out.stdout.split()
+            results[name] = {"seconds": float(seconds), "peak_rss_mib": int(kib) / 1024, "ok": rc == "0"}
+    return results
+
+
+def bench_repro(repeats):
+    """A `dvc repro` with nothing to do, on the committed pipeline."""
+    def noop():
+        subprocess.run(["dvc", "repro"], cwd=ROOT, capture_output=True, check=True)
+
+    noop()
+    seconds, runs = median_time(noop, repeats)
+    return {"noop_repro_s": seconds, "runs": runs}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zip", default=str(DEFAULT_ZIP))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-epochs", type=int, default=2, help="timed epochs per training configuration")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated among {', '.join(SECTIONS)}")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+
+    from nucseg.io import RawSource, read_ids
+
+    results = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}}
+    import tensorflow as tf
+
+    results["machine"].update(cpu_peak(), tensorflow=tf.__version__)
+    source = RawSource(args.zip)
+    model = None
+    if only & {"infer", "native", "train"}:
+        from nucseg.evaluate import load_model
+        model = load_model(ROOT / "models" / "unet.keras")
+        forward = model_flops(model)
+        results["model"] = {"forward_gflop_per_image": forward / 1e9,
+                            "train_gflop_per_image_trainable": 3 * forward / 1e9}
+
+    if "ingest" in only:
+        results["ingest"] = bench_ingest(source, args.repeats)
+    if "train" in only:
+        results["train"] = bench_train(args.train_epochs)
+        best = max(v for k, v in results["train"].items() if k.startswith("trainable_") and k.endswith("_img_s"))
+        results["train"]["trainable_fraction_of_sgemm_peak"] = (
+            best * results["model"]["train_gflop_per_image_trainable"] / results["machine"]["sgemm_gflops"])
+    if "infer" in only:
+        results["infer"] = bench_infer(model, args.repeats)
+    if "native" in only:
+        results["native"] = bench_native(model, source, read_ids(ROOT / "data/split/test.txt"), args.repeats)
+    if "evaluate" in only or "rss" in only:
+        results["stages"] = bench_rss()
+    if "repro" in only:
+        results["repro"] = bench_repro(args.repeats)
+
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

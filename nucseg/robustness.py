@@ -1,0 +1,70 @@
+"""How the U-Net and Otsu hold up when the test images are degraded."""
+from __future__ import annotations
+
+import numpy as np
+
+from .degrade import degrade
+from .instances import instances
+from .matching import instance_metrics
+from .metrics import pixel_metrics
+from .otsu import otsu_batch
+
+
+def labels_at(labels, size):
+    """Nearest-neighbour resize of an instance label image to (size, size)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((size, size), Image.NEAREST))
+
+
+def robustness(predict, images, masks, labels, degradations, threshold=0.5, invert_above=0.5,
+               instance_params=None, seed=0, example=0):
+    """Score both methods on degraded copies of `images` at every severity.
+
+    Parameters
+    ----------
+    predict : callable
+        Images (N, H, W) -> U-Net probabilities (N, H, W).
+    images, masks : ndarray (N, H, W)
+        Test images in [0, 1] and their binary masks.
+    labels : list of (H, W) instance label images at the same size, or None (no DSB score).
+    degradations : dict name -> severities, from none to worst (names of `nucseg.degrade.DEGRADATIONS`).
+    example : int
+        Index of the image kept, at each degradation's worst severity, for a gallery.
+
+    Returns
+    -------
+    results : dict name -> list of {"severity", "unet": {...}, "otsu": {...}} (dice, and dsb)
+    examples : dict name -> (degraded image, truth, Otsu mask, U-Net mask) at the worst severity
+    """
+    results, examples = {}, {}
+    for name, severities in degradations.items():
+        results[name] = []
+        for level, severity in enumerate(severities):
+            degraded = np.stack([degrade(im, name, severity, seed=seed * 1_000_003 + i)
+                                 for i, im in enumerate(images)])
+            preds = {"otsu": otsu_batch(degraded, invert_above),
+                     "unet": (predict(degraded) > threshold).astype(np.uint8)}
+            row = {"severity": float(severity)}
+            for method, pred in preds.items():
+                summary, _ = pixel_metrics(masks, pred)
+                row[method] = {"dice": summary["mean"]["dice"]}
+                if labels is not None:
+                    inst, _ = instance_metrics(labels, [instances(p, **(instance_params or {})) for p in pred])
+                    row[method]["dsb"] = inst["dsb"]
+            results[name].append(row)
+            if level == len(severities) - 1:
+                examples[name] = (degraded[example], masks[example], preds["otsu"][example],
+                                  preds["unet"][example])
+    return results, examples
+
+
+def worst_case_table(results):
+    """Per degradation, both methods' Dice at the worst severity and the U-Net's margin."""
+    table = {}
+    for name, rows in results.items():
+        worst = rows[-1]
+        table[name] = {"severity": worst["severity"], "unet_dice": worst["unet"]["dice"],
+                       "otsu_dice": worst["otsu"]["dice"],
+                       "margin": worst["unet"]["dice"] - worst["otsu"]["dice"]}
+    return table

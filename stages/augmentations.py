@@ -1,0 +1,43 @@
+"""augmentations: a gallery per augmentation at the strengths the notebook's studies use."""
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nucseg.data import select
+from nucseg.io import read_ids
+from nucseg.params import load_params, run
+from nucseg.plots import augmentation_gallery
+
+# The strengths of the notebook's augmentation study (brightness as delta ranges).
+STRENGTHS = {
+    "brightness": [(f"{lo:+g}..{hi:+g}", dict(brightness=(lo, hi))) for lo, hi in ((-0.1, 0.8), (-0.1, 0.5), (-0.1, 0.2))]
+                  + [("+0.8", dict(brightness=(0.8, 0.8))), ("-0.1", dict(brightness=(-0.1, -0.1)))],
+    "contrast": [(f"x{f:g}", dict(contrast=(f, f))) for f in (1.0, 0.6, 0.2)],
+    "blur": [(f"sigma {s:g}", dict(blur_sigma=s)) for s in (2, 4, 6)],
+    "shift": [(f"{s:g}", dict(shift=s)) for s in (0.001, 0.005, 0.05, 0.2)],
+    "flip": [(f"draw {i}", dict(flip=True)) for i in range(4)],
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--masks", required=True)
+    parser.add_argument("--meta", required=True)
+    parser.add_argument("--ids", required=True, help="train ids; the first is shown")
+    parser.add_argument("--out", required=True, help="folder for one PNG per augmentation")
+    args = parser.parse_args()
+    seed = load_params()["seed"]
+    ids = pd.read_csv(args.meta)["id"].tolist()
+    shown = read_ids(args.ids)[:1]
+    image = select(np.load(args.images), ids, shown)[0]
+    mask = select(np.load(args.masks), ids, shown)[0]
+    for name, settings in STRENGTHS.items():
+        augmentation_gallery(image, mask, settings, Path(args.out) / f"{name}.png", seed=seed)
+    print(f"augmentations: {len(STRENGTHS)} galleries of {shown[0]} -> {args.out}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,60 @@
+"""robustness: U-Net and Otsu on test images degraded at increasing severities."""
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nucseg.data import select
+from nucseg.evaluate import load_model, predict_probs
+from nucseg.io import read_ids, save_json
+from nucseg.params import load_params, run
+from nucseg.plots import gallery, severity_curves
+from nucseg.robustness import labels_at, robustness, worst_case_table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--masks", required=True)
+    parser.add_argument("--labels", required=True, help="native-resolution truth label images (.npz)")
+    parser.add_argument("--meta", required=True)
+    parser.add_argument("--ids", required=True, help="test ids")
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--plots", required=True, help="folder for one PNG per degradation and a gallery")
+    args = parser.parse_args()
+    p = load_params("robustness")
+    threshold = load_params("evaluate")["threshold"]
+    invert_above = load_params("otsu")["invert_above"]
+    instance_params = load_params("instances", with_base=False)
+
+    all_ids, ids = pd.read_csv(args.meta)["id"].tolist(), read_ids(args.ids)
+    images = select(np.load(args.images), all_ids, ids)
+    masks = select(np.load(args.masks), all_ids, ids)
+    with np.load(args.labels) as native:
+        labels = [labels_at(native[i], images.shape[1]) for i in ids]
+    model = load_model(args.model)
+    degradations = {name: p["severities"][name] for name in p["degradations"]}
+    results, examples = robustness(
+        lambda x: predict_probs(model, x, batch_size=64), images, masks, labels, degradations,
+        threshold=threshold, invert_above=invert_above, instance_params=instance_params, seed=p["seed"],
+        example=ids.index(p["example"]) if p.get("example") in ids else 0,
+    )
+    table = worst_case_table(results)
+    save_json(args.metrics, {"n_images": len(ids), "worst": table, "curves": results})
+    out = Path(args.plots)
+    for name, rows in results.items():
+        severity_curves(rows, name, out / f"{name}.png")
+    names = list(examples)
+    gallery([examples[n][0] for n in names],
+            {"truth": [examples[n][1] for n in names], "Otsu": [examples[n][2] for n in names],
+             "U-Net": [examples[n][3] for n in names]},
+            out / "gallery_worst.png", titles=[f"{n}\n{results[n][-1]['severity']:g}" for n in names])
+    for name, row in table.items():
+        print(f"robustness: {name:16s} worst {row['severity']:g}: U-Net Dice {row['unet_dice']:.3f}, "
+              f"Otsu {row['otsu_dice']:.3f}, margin {row['margin']:+.3f}")
+
+
+if __name__ == "__main__":
+    run(main)

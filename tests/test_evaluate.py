@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from nucseg.evaluate import compare, pick_gallery, score_native, truth_from_rle
+from nucseg.rle import rle_encode
+from test_metrics import GT, PR
+
+
+def test_compare_side_by_side():
+    truth = np.stack([GT, GT])
+    summary, per_image = compare(truth, {"otsu": np.stack([PR, PR]), "unet": truth}, ["a", "b"])
+    assert summary["unet"]["mean"]["dice"] == 1.0
+    assert summary["otsu"]["mean"]["dice"] == pytest.approx(0.5)
+    assert summary["otsu"]["pooled"]["iou"] == pytest.approx(1 / 3)
+    assert list(per_image["method"]) == ["otsu", "otsu", "unet", "unet"]
+
+
+def test_pick_gallery_spreads_worst_to_best():
+    import pandas as pd
+
+    per_image = pd.DataFrame({"id": list("abcdefg"), "method": "unet", "dice": [0.9, 0.1, 0.5, 0.7, 0.3, 0.8, 0.2]})
+    assert pick_gallery(per_image, 3) == ["b", "c", "a"]
+    assert len(pick_gallery(per_image, 10)) == 7
+
+
+def test_score_native_images_of_different_sizes():
+    small_t = np.array([[1, 1], [0, 0]])
+    small_p = np.array([[1, 0], [0, 0]])            # IoU 1/2: no instance match; Dice 2/3
+    big = np.zeros((3, 5), int)
+    big[0, :2], big[2, 3:] = 1, 2                   # two nuclei, predicted exactly
+    summary, rows = score_native([small_t, big], [small_p, big], ["s", "b"])
+    assert summary["pixel"]["mean"]["dice"] == pytest.approx((2 / 3 + 1) / 2)
+    # pooled: tp 1 + 4, fp 0, fn 1 -> Dice 10/11
+    assert summary["pixel"]["pooled"]["dice"] == pytest.approx(10 / 11)
+    assert summary["instance"]["dsb"] == pytest.approx(0.5)
+    assert list(rows["n_true"]) == [1, 2] and list(rows["count_error"]) == [0, 0]
+
+
+def test_truth_from_rle_uses_height_and_width():
+    import pandas as pd
+
+    a = np.zeros((3, 4), np.uint8)
+    a[0, 0] = 1
+    b = np.zeros((3, 4), np.uint8)
+    b[2, 1:3] = 1
+    solution = pd.DataFrame({"ImageId": ["x", "x", "y"], "EncodedPixels": [rle_encode(a), rle_encode(b), "1 1"],
+                             "Height": [3, 3, 9], "Width": [4, 4, 9]})
+    labels = truth_from_rle(solution, "x", (0, 0))
+    assert labels.shape == (3, 4) and labels[0, 0] == 1 and (labels == 2).sum() == 2
+
+
+def test_tta_averages_the_four_flips():
+    import keras
+
+    from nucseg.evaluate import predict_probs
+
+    images = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    inputs = keras.Input((32, 32, 1))
+    pointwise = keras.Model(inputs, keras.layers.Rescaling(4.0, offset=-2.0)(inputs))
+    np.testing.assert_allclose(predict_probs(pointwise, images, tta=True), predict_probs(pointwise, images), atol=1e-6)
+    # a model that looks one pixel to the left is not flip-invariant: TTA averages it with its mirror
+    shifted = keras.Model(inputs, keras.layers.Lambda(lambda x: keras.ops.roll(x, 1, axis=2) * 4.0 - 2.0)(inputs))
+    plain, tta = predict_probs(shifted, images), predict_probs(shifted, images, tta=True)
+    sig = 1 / (1 + np.exp(-(4 * images - 2)))
+    expected = (np.roll(sig, 1, 2) + np.roll(sig, -1, 2)) / 2      # up-down flips change nothing here
+    np.testing.assert_allclose(tta[:, :, 1:-1], expected[:, :, 1:-1], atol=1e-5)
+    assert not np.allclose(plain, tta)
