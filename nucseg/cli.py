@@ -12,7 +12,7 @@ from .io import NucsegError, save_csv, save_json
 def _segmenter_args(parser):
     parser.add_argument("--model", default="models/unet.keras", help="trained .keras model (default: %(default)s)")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: %(default)s)")
-    parser.add_argument("--tile", type=int, default=512,
+    parser.add_argument("--tile", type=int, default=256,
                         help="images with a side above this many pixels are cut into overlapping tiles "
                              "(default: %(default)s)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
@@ -20,7 +20,7 @@ def _segmenter_args(parser):
                         help="no tiling: resize every image as a whole to the model's input, as in training")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
-    parser.add_argument("--min-size", type=int, default=10, help="smallest nucleus kept, pixels (default: %(default)s)")
+    parser.add_argument("--min-size", type=int, default=30, help="smallest nucleus kept, pixels (default: %(default)s)")
     parser.add_argument("--no-fill-holes", action="store_true")
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
@@ -60,7 +60,7 @@ def cmd_predict(args):
 
 
 def cmd_evaluate(args):
-    from .evaluate import evaluate_labelled
+    from .labelled import evaluate_labelled
 
     model = _load_model(args.model) if "unet" in args.method else None
     segmenters = {m: _segmenter(args, m, model if m == "unet" else None) for m in args.method}
@@ -74,6 +74,18 @@ def cmd_evaluate(args):
     if args.out:
         save_json(args.out, summary)
         save_csv(Path(args.out).with_suffix(".per_image.csv"), rows)
+    return 0
+
+
+def cmd_study(args):
+    from . import study
+
+    if args.action == "queue":
+        study.queue(args.study, dry_run=args.dry_run)
+        print("queued; run them with: dvc queue start   (follow: dvc queue status)")
+    else:
+        table = study.report(args.study, args.out)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
@@ -100,6 +112,15 @@ def main(argv=None):
     e.add_argument("--out", help="write the metrics JSON here (and <name>.per_image.csv beside it)")
     _segmenter_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    st = sub.add_parser("study", help="the notebook's studies as DVC experiment sweeps",
+                        description="queue: one 'dvc exp run --queue' per setting of a study; report: "
+                                    "bar chart and table of the finished runs in plots/studies/.")
+    st.add_argument("action", choices=("queue", "report"))
+    st.add_argument("study", choices=("loss", "pos_weight", "augment"))
+    st.add_argument("--dry-run", action="store_true", help="print the commands only")
+    st.add_argument("--out", default="plots/studies")
+    st.set_defaults(func=cmd_study)
 
     args = parser.parse_args(argv)
     try:

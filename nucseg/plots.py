@@ -133,3 +133,21 @@ def augmentation_gallery(image, mask, settings, path, seed=0):
             ax.set_xticks([])
             ax.set_yticks([])
     _save(fig, path)
+
+
+def study_bars(table, path, title="study"):
+    """Test precision, recall and Dice per setting of a study, Otsu's Dice as a line."""
+    metrics = ["precision", "recall", "dice"]
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * n + 2), 4))
+    width = 0.8 / len(metrics)
+    for i, metric in enumerate(metrics):
+        xs = [j + (i - 1) * width for j in range(n)]
+        bars = ax.bar(xs, table[metric], width, label=f"U-Net {metric}")
+        ax.bar_label(bars, fmt="%.2f", fontsize=6)
+    ax.axhline(table["otsu_dice"].mean(), color=COLORS["otsu"], ls="--", label="Otsu Dice")
+    ax.set_xticks(range(n), table["setting"], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    _save(fig, path)

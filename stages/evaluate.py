@@ -13,7 +13,7 @@ from nucseg.evaluate import compare, pick_gallery, score_native
 from nucseg.instances import instances
 from nucseg.io import read_ids, save_csv, save_json
 from nucseg.params import load_params, run
-from nucseg.plots import gallery, metric_bars
+from nucseg.plots import gallery, metric_bars, training_curves
 
 
 def main():
@@ -31,6 +31,8 @@ def main():
     parser.add_argument("--per-image", required=True)
     parser.add_argument("--bars", required=True)
     parser.add_argument("--gallery", required=True)
+    parser.add_argument("--history", required=True, help="training history CSV")
+    parser.add_argument("--curves", required=True, help="PNG of the training curves")
     args = parser.parse_args()
     params = load_params("evaluate")
     instance_params = load_params("instances", with_base=False)
@@ -60,6 +62,7 @@ def main():
     save_json(args.metrics, {"n_images": len(ids), "threshold": threshold, **summary})
     save_csv(args.per_image, per_image)
     metric_bars(summary, args.bars, title=f"test split ({len(ids)} images)")
+    training_curves(pd.read_csv(args.history), args.curves)
 
     shown = pick_gallery(per_image, params["gallery_images"])
     rows = [ids.index(i) for i in shown]

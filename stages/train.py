@@ -8,7 +8,6 @@ import pandas as pd
 from nucseg.data import select
 from nucseg.io import read_ids, save_csv, save_json
 from nucseg.params import load_params, run
-from nucseg.plots import training_curves
 from nucseg.train import train, versions
 
 
@@ -21,7 +20,6 @@ def main():
     parser.add_argument("--model", required=True, help="the .keras file to write")
     parser.add_argument("--config", required=True, help="the resolved configuration, beside the model")
     parser.add_argument("--history", required=True, help="per-epoch CSV")
-    parser.add_argument("--curves", required=True, help="PNG of the training curves")
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
     p = load_params("train")
@@ -47,7 +45,6 @@ def main():
               "n_val": len(val_ids), "result": info, "versions": versions()}
     save_json(args.config, config)
     save_csv(args.history, history)
-    training_curves(history, args.curves)
     save_json(args.metrics, info)
     print(f"train: best epoch {info['best_epoch']} of {info['epochs_run']}, val loss {info['best_val_loss']:.4f}, "
           f"val Dice {info['best_val_dice']:.4f}, {info['seconds']:.0f} s")

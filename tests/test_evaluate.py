@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from nucseg.evaluate import compare, pick_gallery, score_native, truth_from_rle
+from nucseg.evaluate import compare, pick_gallery, score_native
+from nucseg.labelled import truth_from_rle
 from nucseg.rle import rle_encode
 from test_metrics import GT, PR
 

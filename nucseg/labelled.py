@@ -1,0 +1,74 @@
+"""Scoring on any labelled set at native resolution: Kaggle-layout masks or an RLE solution CSV."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import score_native
+
+
+def truth_from_masks(source, image_id):
+    """The instance label image of one image of a `RawSource` with ``masks/``."""
+    from .masks import label_image
+
+    shape = source.image_size(image_id)
+    masks = [m[..., 0] if m.ndim == 3 else m for _, m in source.read_masks(image_id)]
+    return label_image(masks, shape)
+
+
+def truth_from_rle(solution, image_id, shape):
+    """The instance label image of `image_id` from an RLE table (ImageId, EncodedPixels[, Height, Width])."""
+    from .rle import rle_decode
+
+    rows = solution[solution["ImageId"] == image_id]
+    if "Height" in rows and "Width" in rows and len(rows):
+        shape = (int(rows["Height"].iloc[0]), int(rows["Width"].iloc[0]))
+    labels = np.zeros(shape, np.int32)
+    for k, rle in enumerate(rows["EncodedPixels"].dropna(), start=1):
+        labels[rle_decode(rle, shape) > 0] = k
+    return labels
+
+
+def evaluate_labelled(data, segmenters, solution=None, progress=True):
+    """Score segmenters on a labelled set at native resolution.
+
+    Parameters
+    ----------
+    data : path
+        A Kaggle-layout folder or zip. Truth comes from its ``masks/``, or, with `solution`, from
+        a run-length CSV (``ImageId, EncodedPixels[, Height, Width]``, as BBBC038's
+        ``stage1_solution.csv``); then the images need no masks.
+    segmenters : dict of name -> `nucseg.predict.Segmenter`
+
+    Returns
+    -------
+    summary : dict of name -> score_native summary, plus ``n_images``
+    rows : DataFrame of per-image rows with a ``method`` column
+    """
+    from tqdm import tqdm
+
+    from .io import NucsegError, RawSource
+
+    source = RawSource(data, require_masks=solution is None)
+    ids = source.ids
+    if solution is not None:
+        solution = pd.read_csv(solution)
+        missing = {"ImageId", "EncodedPixels"} - set(solution.columns)
+        if missing:
+            raise NucsegError(f"solution CSV lacks column(s) {', '.join(sorted(missing))}; expected "
+                              "ImageId, EncodedPixels[, Height, Width]")
+        ids = [i for i in ids if i in set(solution["ImageId"])]
+        if not ids:
+            raise NucsegError(f"no image of {data} is named in the solution CSV's ImageId column")
+    truths, preds = [], {name: [] for name in segmenters}
+    for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
+        raw = source.read_image(image_id)
+        truths.append(truth_from_rle(solution, image_id, raw.shape[:2]) if solution is not None
+                      else truth_from_masks(source, image_id))
+        for name, seg in segmenters.items():
+            preds[name].append(seg.labels(seg.mask(raw)))
+    summary, frames = {"n_images": len(ids)}, []
+    for name in segmenters:
+        summary[name], rows = score_native(truths, preds[name], ids)
+        frames.append(rows.assign(method=name))
+    return summary, pd.concat(frames, ignore_index=True)

@@ -1,0 +1,54 @@
+"""dvc.yaml tracks what each stage really uses, so a code change reruns every stage it affects."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def nucseg_imports(path, seen=None):
+    """Every nucseg module a file imports, directly or through other nucseg modules."""
+    seen = set() if seen is None else seen
+    tree = ast.parse(Path(path).read_text())
+    package = "nucseg" if Path(path).parent.name == "nucseg" else None
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level and package:
+                base = package if not node.module else f"{package}.{node.module}"
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            elif node.module and node.module.split(".")[0] == "nucseg":
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "nucseg":
+                continue
+            module = ROOT / "nucseg" / (f"{parts[1]}.py" if len(parts) > 1 else "__init__.py")
+            if module.exists() and module not in seen:
+                seen.add(module)
+                nucseg_imports(module, seen)
+    if seen:
+        seen.add(ROOT / "nucseg" / "__init__.py")
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_lists_its_script_and_every_module_it_imports(name):
+    deps = set(STAGES[name].get("deps", []))
+    script = f"stages/{name}.py"
+    assert script in deps
+    needed = {str(p.relative_to(ROOT)) for p in nucseg_imports(ROOT / script)}
+    assert needed <= deps, f"{name} imports {sorted(needed - deps)} without tracking them"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_tracks_no_module_it_does_not_import(name):
+    deps = {d for d in STAGES[name].get("deps", []) if d.startswith("nucseg/")}
+    needed = {str(p.relative_to(ROOT)) for p in nucseg_imports(ROOT / f"stages/{name}.py")}
+    assert deps <= needed, f"{name} tracks {sorted(deps - needed)} but does not import them"
