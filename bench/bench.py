@@ -143,7 +143,6 @@ def _epoch_rate(fit_once, n_images, epochs):
 def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
     import keras
 
-    from nucseg.losses import get_loss
     from nucseg.train import compile_model, make_dataset
     from nucseg.model import get_model
 
@@ -166,7 +165,6 @@ def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
             results[f"{key}_{policy}_img_s"] = rate
             results[f"{key}_{policy}_speedup"] = rate / ref
         keras.mixed_precision.set_global_policy("float32")
-    del get_loss
     return results
 
 
@@ -208,16 +206,6 @@ def bench_native(model, source, ids, repeats):
             "speedup": ref_s / ours_s}
 
 
-def run_peak_rss(cmd):
-    """Wall time and peak resident memory (MiB) of a command and all its children."""
-    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            f"r = subprocess.run({cmd!r}, shell=True, capture_output=True); "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    seconds, kib, rc = out.stdout.split()
-    return float(seconds), int(kib) / 1024, int(rc)
-
-
 def stage_commands():
     import yaml
 
@@ -233,11 +221,11 @@ def bench_rss(train_epochs=1):
     import yaml
 
     results = {}
-    with tempfile.TemporaryDirectory(dir=ROOT) as scratch:
+    with tempfile.TemporaryDirectory(prefix="nucseg-bench-") as scratch:
         scratch = Path(scratch)
         for folder in ("data", "models", "metrics", "plots", "stages"):
-            if (ROOT / folder).exists():
-                shutil.copytree(ROOT / folder, scratch / folder, symlinks=True)
+            if (ROOT / folder).exists():   # real copies: data/raw may be a relative symlink
+                shutil.copytree(ROOT / folder, scratch / folder, ignore=shutil.ignore_patterns(".*.tmp*"))
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         params["train"]["epochs"] = train_epochs
         params["train"]["finetune_epochs"] = min(params["train"]["finetune_epochs"], 1)

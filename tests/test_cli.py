@@ -66,3 +66,10 @@ def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, c
     with_csv = json.loads((tmp_path / "s.json").read_text())
     assert with_csv["otsu"] == with_masks["otsu"]   # the same truth, whichever way it comes
     assert "otsu" in capsys.readouterr().out
+
+
+def test_study_queue_dry_run_prints_one_command_per_setting(capsys):
+    assert main(["study", "queue", "loss", "--dry-run"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("dvc exp run")]
+    assert len(lines) == 3 and all("--queue" in l and "train.epochs=10" in l for l in lines)
+    assert "-S train.loss=dice" in lines[1]
