@@ -12,6 +12,7 @@ from nucseg.data import select
 from nucseg.evaluate import compare, pick_gallery, score_native
 from nucseg.instances import instances
 from nucseg.io import read_ids, save_csv, save_json
+from nucseg.modality import by_modality, modalities
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, metric_bars, training_curves
 
@@ -38,7 +39,8 @@ def main():
     instance_params = load_params("instances", with_base=False)
     threshold = params["threshold"]
 
-    all_ids, ids = pd.read_csv(args.meta)["id"].tolist(), read_ids(args.ids)
+    meta = pd.read_csv(args.meta)
+    all_ids, ids = meta["id"].tolist(), read_ids(args.ids)
     truth = select(np.load(args.masks), all_ids, ids)
     predictions = {
         "otsu": select(np.load(args.otsu), all_ids, ids),
@@ -59,6 +61,9 @@ def main():
                            .rename(columns={"f1": "f1_iou50"}).assign(method=method))
     per_image = per_image.merge(pd.concat(native_rows), on=["id", "method"])
 
+    per_modality = by_modality(per_image, modalities(meta))
+    for method in summary:
+        summary[method]["modality"] = per_modality[method]
     save_json(args.metrics, {"n_images": len(ids), "threshold": threshold, **summary})
     save_csv(args.per_image, per_image)
     metric_bars(summary, args.bars, title=f"test split ({len(ids)} images)")
@@ -76,7 +81,8 @@ def main():
     for method, s in summary.items():
         print(f"evaluate: {method:5s} Dice {s['mean']['dice']:.4f} (native {s['native']['dice']:.4f}), "
               f"DSB {s['instance']['dsb']:.4f}, F1@0.5 {s['instance']['f1_iou50']:.4f}, "
-              f"count MAE {s['instance']['count_mae']:.1f}")
+              f"count MAE {s['instance']['count_mae']:.1f}; "
+              + ", ".join(f"{m} ({v['n_images']}) Dice {v['dice']:.3f}" for m, v in s["modality"].items()))
 
 
 if __name__ == "__main__":
