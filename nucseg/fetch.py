@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
-from .io import DIR_NAME, ZIP_NAME, NucsegError, RawSource, find_raw
+from .data import parallel_map
+from .io import DIR_NAME, REPLACE_FROM_ZIP, ZIP_NAME, NucsegError, RawSource, find_raw
 
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 CHUNK = 1 << 20
@@ -63,15 +66,46 @@ def _manual_hint(raw_dir):
     return f"put {ZIP_NAME} at {Path(raw_dir) / ZIP_NAME} (or extract it to {Path(raw_dir) / DIR_NAME}/)"
 
 
-def ensure_raw(raw_dir, url=BBBC038_URL, progress=True):
+class _CheckOne:
+    """Decode one image fully; read each of its masks' header and check its size."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __call__(self, image_id):
+        height, width = self.source.read_image(image_id).shape[:2]
+        for member in self.source.masks[image_id]:
+            name = self.source.display(member)
+            try:
+                with Image.open(io.BytesIO(self.source.read_bytes(member))) as mask:
+                    size = mask.size
+                    mask.verify()   # the whole file and its checksums, without decoding pixels
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise NucsegError(f"{name}: not a readable image ({exc}); {REPLACE_FROM_ZIP}") from None
+            if size != (width, height):
+                raise NucsegError(f"{name} is {size[0]}x{size[1]} but its image is {width}x{height}; "
+                                  "every mask must have its image's size")
+
+
+def check_source(source, jobs=None, progress=True):
+    """Check every image and mask of a `RawSource`; raise `NucsegError` at the first bad file."""
+    parallel_map(_CheckOne(source), source.ids, jobs, desc="check" if progress else None, chunksize=8)
+
+
+def ensure_raw(raw_dir, url=BBBC038_URL, progress=True, check=True):
     """Return the checked raw dataset under `raw_dir`, downloading the zip if nothing is there.
+
+    The layout is always checked; with `check`, every image is decoded and every mask's file and
+    size are checked too, so that a damaged copy is refused here, before the pipeline records it.
 
     Returns
     -------
     RawSource
-        The dataset, its layout already checked.
     """
     path = find_raw(raw_dir)
     if path is None:
         path = download(url, Path(raw_dir) / ZIP_NAME, progress=progress)
-    return RawSource(path)
+    source = RawSource(path)
+    if check:
+        check_source(source, progress=progress)
+    return source

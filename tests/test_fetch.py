@@ -3,6 +3,7 @@ import http.server
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nucseg.fetch import download, ensure_raw
@@ -114,3 +115,19 @@ def test_existing_copy_is_used_without_network(tmp_path, kaggle_dir, samples):
     raw = kaggle_dir.parent
     source = ensure_raw(raw, "http://127.0.0.1:9/never-called", progress=False)
     assert source.path == kaggle_dir and source.ids == sorted(samples)
+
+
+def test_check_refuses_a_corrupt_image_or_a_mask_of_the_wrong_size(tmp_path, samples):
+    from conftest import png_bytes, write_kaggle_dir
+
+    raw = tmp_path / "raw"
+    folder = write_kaggle_dir(raw / "stage1_train", samples)
+    assert ensure_raw(raw, progress=False).ids == sorted(samples)
+    first, second = sorted(samples)[:2]
+    (folder / second / "masks" / "m001.png").write_bytes(png_bytes(np.zeros((5, 7), np.uint8)))
+    with pytest.raises(NucsegError, match=f"{second}/masks/m001.png is 7x5 but its image is 80x64"):
+        ensure_raw(raw, progress=False)
+    assert ensure_raw(raw, progress=False, check=False).ids == sorted(samples)   # layout only
+    (folder / first / "images" / f"{first}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    with pytest.raises(NucsegError, match=f"{first}/images/{first}.png: not a readable image"):
+        ensure_raw(raw, progress=False)

@@ -125,15 +125,15 @@ def test_corrupt_image_fails_in_one_line_and_keeps_results(project):
         assert result.returncode != 0
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and f"stage1_train.zip:{victim}: not a readable image" in errors[0]
+        assert "Running stage 'ingest'" not in result.stdout      # refused at the door, by fetch
         assert (project / "metrics" / "evaluate.json").read_text() == metrics
         assert (project / "plots" / "gallery.png").exists()
+        assert (project / "models" / "unet.keras").exists()       # nothing downstream was touched
     finally:
         raw.write_bytes(backup)
-    # DVC set the failed stage's cached outputs aside; they come back without recomputing
-    # anything but the (cheap) fetch check, which saw the corrupt zip and now sees the good one
-    dvc(project, "checkout")
-    assert ran(dvc(project, "repro")) == {"fetch"}
+    # the good zip is the one dvc.lock recorded: nothing to redo
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
+    assert ran(dvc(project, "repro")) == set()
 
 
 def git(project, *args):
@@ -153,12 +153,11 @@ def test_remote_push_then_pull_in_a_fresh_clone(project, tmp_path):
     git(tmp_path, "clone", "-q", str(project), str(clone))
     assert not (clone / "models" / "unet.keras").exists()
     assert not (clone / "data" / "raw").exists()           # git-ignored: never committed
-    (clone / "data" / "raw").mkdir(parents=True)
-    shutil.copy(project / "data" / "raw" / "stage1_train.zip", clone / "data" / "raw")
     dvc(clone, "pull")
+    assert (clone / "data" / "raw" / "stage1_train.zip").read_bytes() == \
+        (project / "data" / "raw" / "stage1_train.zip").read_bytes()   # the raw data travels too
     assert (clone / "models" / "unet.keras").read_bytes() == (project / "models" / "unet.keras").read_bytes()
     assert (clone / "metrics" / "evaluate.json").read_text() == (project / "metrics" / "evaluate.json").read_text()
-    # the raw data is the user's (never in the remote); the same zip matches dvc.lock's hash,
-    # so nothing at all reruns
+    # everything matches dvc.lock: nothing at all reruns
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
     assert ran(dvc(clone, "repro")) == set()
