@@ -112,7 +112,8 @@ def report(study, out_dir="plots/studies"):
     from .io import save_csv
     from .plots import study_bars
 
-    table = study_table(study, dvc.api.exp_show())
+    # experiments hang off the commit they were queued from: look back over recent commits too
+    table = study_table(study, dvc.api.exp_show(num=50))
     if table.empty:
         raise SystemExit(f"no finished experiment of study {study!r} yet: run 'nucseg study queue {study}' "
                          "and 'dvc queue start' first")
