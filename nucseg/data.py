@@ -44,8 +44,11 @@ def is_color(image, tol=2):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] < 3:
         return False
-    rgb = image[..., :3].astype(np.int32)
-    return bool(np.abs(rgb - rgb[..., :1]).max() > tol * (257 if image.dtype == np.uint16 else 1))
+    tol = tol * (257 if image.dtype == np.uint16 else 1)
+    first = image[..., 0]
+    # |c - first| in the image's own unsigned type: max - min cannot wrap around
+    return any(int((np.maximum(c, first) - np.minimum(c, first)).max()) > tol
+               for c in (image[..., 1], image[..., 2]))
 
 
 def resize(x, size):
@@ -104,10 +107,11 @@ class _IngestOne:
 
     def __call__(self, image_id):
         raw = self.source.read_image(image_id)
-        return prepare_image(raw, self.size, self.method), dict(
+        gray = to_gray(raw)
+        return normalize(resize(gray, self.size), self.method), dict(
             id=image_id, height=raw.shape[0], width=raw.shape[1],
             channels=1 if raw.ndim == 2 else raw.shape[-1], bits=raw.dtype.itemsize * 8,
-            color=is_color(raw), mean=float(to_gray(raw).mean()),
+            color=is_color(raw), mean=round(float(gray.mean(dtype=np.float64)), 6),
         )
 
 

@@ -9,11 +9,9 @@ from .evaluate import score_native
 
 def truth_from_masks(source, image_id):
     """The instance label image of one image of a `RawSource` with ``masks/``."""
-    from .masks import label_image
+    from .masks import read_labels
 
-    shape = source.image_size(image_id)
-    masks = [m[..., 0] if m.ndim == 3 else m for _, m in source.read_masks(image_id)]
-    return label_image(masks, shape)
+    return read_labels(source, image_id)
 
 
 def truth_from_rle(solution, image_id, shape):

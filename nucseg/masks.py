@@ -9,17 +9,20 @@ from .io import NucsegError
 def label_image(masks, shape=None):
     """Stack per-nucleus binary masks into one instance label image (0 background, 1..K nuclei).
 
-    Where masks overlap (DSB2018 has none), the later mask wins.
+    Each mask is an (H, W) array, or a band ``(top, rows)``: the rows from ``top`` on of a mask
+    that is zero elsewhere (as `RawSource.read_mask_bands` gives), so that painting a nucleus
+    touches its rows only. Where masks overlap (DSB2018 has none), the later mask wins.
     """
     masks = list(masks)
     if shape is None:
-        if not masks:
-            raise ValueError("no masks and no shape")
-        shape = masks[0].shape
+        if not masks or isinstance(masks[0], tuple):
+            raise ValueError("no shape, and no whole mask to take it from")
+        shape = np.shape(masks[0])
     dtype = np.uint16 if len(masks) < 65535 else np.uint32
     labels = np.zeros(shape, dtype=dtype)
     for k, mask in enumerate(masks, start=1):
-        labels[np.asarray(mask) > 0] = k
+        top, rows = mask if isinstance(mask, tuple) else (0, np.asarray(mask))
+        labels[top:top + len(rows)][rows > 0] = k
     return labels
 
 
@@ -33,23 +36,27 @@ def resize_mask(mask, size):
     return (resize((np.asarray(mask) > 0).astype(np.float32), size) >= 0.5).astype(np.uint8)
 
 
+def read_labels(source, image_id):
+    """The native-resolution instance label image of one image of a `RawSource`, from its masks.
+
+    A mask of another size than its image raises `NucsegError` naming the mask.
+    """
+    height, width = shape = source.image_size(image_id)
+    bands = []
+    for name, (h, w, top, rows) in source.read_mask_bands(image_id):
+        if (h, w) != shape:
+            raise NucsegError(f"{name} is {w}x{h} but its image is {width}x{height}; "
+                              "every mask must have its image's size")
+        bands.append((top, rows))
+    return label_image(bands, shape)
+
+
 class _MasksOne:
     def __init__(self, source, size):
         self.source, self.size = source, size
 
     def __call__(self, image_id):
-        shape = self.source.image_size(image_id)
-        nuclei = []
-        for name, mask in self.source.read_masks(image_id):
-            if mask.ndim == 3:
-                mask = mask[..., 0]
-            if mask.shape != shape:
-                raise NucsegError(
-                    f"{name} is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}; "
-                    "every mask must have its image's size"
-                )
-            nuclei.append(mask > 0)
-        labels = label_image(nuclei, shape)
+        labels = read_labels(self.source, image_id)
         return labels, resize_mask(labels > 0, self.size)
 
 

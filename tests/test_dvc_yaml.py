@@ -52,3 +52,17 @@ def test_stage_tracks_no_module_it_does_not_import(name):
     deps = {d for d in STAGES[name].get("deps", []) if d.startswith("nucseg/")}
     needed = {str(p.relative_to(ROOT)) for p in nucseg_imports(ROOT / f"stages/{name}.py")}
     assert deps <= needed, f"{name} tracks {sorted(deps - needed)} but does not import them"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_path_the_command_names_is_a_dep_or_an_output(name):
+    stage = STAGES[name]
+    declared = set(stage.get("deps", []))
+    for key in ("outs", "metrics", "plots"):
+        declared |= {next(iter(o)) if isinstance(o, dict) else o for o in stage.get(key, [])}
+    words = stage["cmd"].split()
+    paths = [w for flag, w in zip(words, words[1:]) if flag.startswith("--") and "/" in w]
+    # a path is declared itself, lies in a declared folder, or is the folder of declared files
+    undeclared = [p for p in paths if not any(p == d or p.startswith(d.rstrip("/") + "/")
+                                              or d.startswith(p.rstrip("/") + "/") for d in declared)]
+    assert not undeclared, f"{name} reads {undeclared} without tracking them"
