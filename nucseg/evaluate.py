@@ -1,6 +1,8 @@
 """Predicting with a trained model and scoring methods side by side."""
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,22 @@ def load_model(path):
 
 
 FLIPS = ((), (1,), (2,), (1, 2))   # identity, up-down, left-right, both (axes of (N, H, W))
+_FORWARD = weakref.WeakKeyDictionary()
+
+
+def forward(model):
+    """The model's probabilities as a function compiled once per model (a graph traced for any
+    batch size). Keras' `model.predict` costs tens of milliseconds per call before any work,
+    which dominates when images are predicted one at a time, as at native resolution."""
+    import tensorflow as tf
+
+    if model not in _FORWARD:
+        @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
+        def probabilities(x):
+            return tf.sigmoid(model(x, training=False))
+
+        _FORWARD[model] = probabilities
+    return _FORWARD[model]
 
 
 def predict_probs(model, images, batch_size=32, tta=False):
@@ -23,14 +41,13 @@ def predict_probs(model, images, batch_size=32, tta=False):
     With `tta`, the probabilities are averaged over the four flips of each image (test-time
     augmentation: four times the compute, smoother and usually slightly better masks).
     """
-    import tensorflow as tf
-
     images = np.asarray(images, dtype=np.float32)
+    probabilities = forward(model)
     total = np.zeros(images.shape, np.float32)
     for axes in FLIPS if tta else ((),):
         flipped = np.flip(images, axes) if axes else images
-        logits = model.predict(flipped[..., None], batch_size=batch_size, verbose=0)[..., 0]
-        probs = tf.sigmoid(logits).numpy()
+        probs = np.concatenate([probabilities(flipped[i:i + batch_size, ..., None]).numpy()[..., 0]
+                                for i in range(0, len(images), batch_size)] or [total[:0]])
         total += np.flip(probs, axes) if axes else probs
     return total / (len(FLIPS) if tta else 1)
 

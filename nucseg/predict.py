@@ -1,6 +1,7 @@
 """Segmenting images at their own resolution: tiling, thresholding, instances, outputs."""
 from __future__ import annotations
 
+import itertools
 import time
 import zipfile
 from dataclasses import dataclass
@@ -117,16 +118,38 @@ def native_probs(model, gray, tile=512, overlap=64, batch_size=8, tta=False):
     edges, so there are no seams. ``tile=0`` resizes every image as a whole. `tta`: see
     `nucseg.evaluate.predict_probs`.
     """
+    return next(iter_native_probs(model, [gray], tile, overlap, batch_size, tta))
+
+
+def iter_native_probs(model, grays, tile=512, overlap=64, batch_size=8, tta=False, group=32):
+    """`native_probs` of each image of the iterable `grays`, yielded in order.
+
+    The windows of up to `group` images are predicted together, so that images of one window
+    each still fill the model's batches.
+    """
     from .evaluate import predict_probs
 
-    size = model.input_shape[1]
-    h, w = gray.shape
-    if not tile:
-        tile = max(h, w)
-    windows = [(y, x, min(tile, h), min(tile, w))
-               for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
-    crops = np.stack([resize(gray[y:y + th, x:x + tw], size) for y, x, th, tw in windows])
-    probs = predict_probs(model, crops, batch_size=batch_size, tta=tta)
+    size, grays = model.input_shape[1], iter(grays)
+    while chunk := list(itertools.islice(grays, group)):
+        windows = [_windows(gray.shape, tile, overlap) for gray in chunk]
+        crops = np.stack([resize(gray[y:y + th, x:x + tw], size)
+                          for gray, wins in zip(chunk, windows) for y, x, th, tw in wins])
+        probs = iter(predict_probs(model, crops, batch_size=batch_size, tta=tta))
+        for gray, wins in zip(chunk, windows):
+            yield _blend(gray.shape, wins, [next(probs) for _ in wins], overlap)
+
+
+def _windows(shape, tile, overlap):
+    """(y, x, height, width) of the windows that tile an image of `shape`."""
+    h, w = shape
+    tile = tile or max(h, w)
+    return [(y, x, min(tile, h), min(tile, w))
+            for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
+
+
+def _blend(shape, windows, probs, overlap):
+    """Window predictions resized back and averaged with weights falling off at window edges."""
+    h, w = shape
     total = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
     for (y, x, th, tw), p in zip(windows, probs):

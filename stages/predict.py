@@ -8,7 +8,7 @@ from nucseg.data import native_gray, select
 from nucseg.evaluate import load_model, predict_probs
 from nucseg.io import RawSource, find_raw, read_ids, save_npy, save_npz
 from nucseg.params import load_params, run
-from nucseg.predict import native_probs
+from nucseg.predict import iter_native_probs
 
 
 def main():
@@ -27,9 +27,9 @@ def main():
     images = select(np.load(args.images), pd.read_csv(args.meta)["id"].tolist(), ids)
     probs = predict_probs(model, images, batch_size=p["batch_size"], tta=p["tta"])
     source = RawSource(find_raw(args.raw) or args.raw)
-    native = {i: native_probs(model, native_gray(source.read_image(i), p["normalization"]), tile=p["tile"],
-                              overlap=p["overlap"], batch_size=p["batch_size"], tta=p["tta"]).astype(np.float16)
-              for i in ids}
+    grays = (native_gray(source.read_image(i), p["normalization"]) for i in ids)
+    native = {i: probs.astype(np.float16) for i, probs in zip(ids, iter_native_probs(
+        model, grays, tile=p["tile"], overlap=p["overlap"], batch_size=p["batch_size"], tta=p["tta"]))}
     save_npz(args.native, native)
     save_npy(args.out, probs.astype(np.float16))
     print(f"predict: {probs.shape} probabilities -> {args.out}; {len(native)} native -> {args.native}")

@@ -6,7 +6,7 @@ import tifffile
 
 from conftest import png_bytes, synthetic_sample, write_kaggle_dir
 from nucseg.io import NucsegError
-from nucseg.predict import Segmenter, discover, native_probs, predict_images, tile_starts
+from nucseg.predict import Segmenter, discover, iter_native_probs, native_probs, predict_images, tile_starts
 from nucseg.rle import rle_decode
 
 
@@ -38,6 +38,17 @@ def test_native_probs_tiled_matches_whole_and_has_no_seams(threshold_model):
     assert np.mean((tiled > 0.5) == (smooth > 0.5)) > 0.99
     assert np.mean((whole > 0.5) == (smooth > 0.5)) > 0.97
     assert np.abs(np.diff(tiled, axis=1)).max() < 0.5
+
+
+def test_images_predicted_together_match_images_predicted_alone(threshold_model):
+    rng = np.random.default_rng(0)
+    grays = [rng.random(shape).astype(np.float32) for shape in ((20, 30), (200, 130), (32, 32), (97, 301))]
+    alone = [native_probs(threshold_model, g, tile=64, overlap=16, batch_size=3) for g in grays]
+    together = list(iter_native_probs(threshold_model, iter(grays), tile=64, overlap=16, batch_size=3, group=3))
+    assert len(together) == len(grays)
+    for a, b, g in zip(alone, together, grays):
+        assert b.shape == g.shape
+        np.testing.assert_allclose(b, a, atol=1e-6)
 
 
 def test_segmenters_on_synthetic_nuclei(threshold_model):
