@@ -7,13 +7,6 @@ import pandas as pd
 from .evaluate import score_native
 
 
-def truth_from_masks(source, image_id):
-    """The instance label image of one image of a `RawSource` with ``masks/``."""
-    from .masks import read_labels
-
-    return read_labels(source, image_id)
-
-
 def truth_from_rle(solution, image_id, shape):
     """The instance label image of `image_id` from an RLE table (ImageId, EncodedPixels[, Height, Width])."""
     from .rle import rle_decode
@@ -46,6 +39,7 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
     from tqdm import tqdm
 
     from .io import NucsegError, RawSource
+    from .masks import read_labels
 
     source = RawSource(data, require_masks=solution is None)
     ids = source.ids
@@ -62,7 +56,7 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
     for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
         raw = source.read_image(image_id)
         truths.append(truth_from_rle(solution, image_id, raw.shape[:2]) if solution is not None
-                      else truth_from_masks(source, image_id))
+                      else read_labels(source, image_id))
         for name, seg in segmenters.items():
             preds[name].append(seg.labels(seg.mask(raw)))
     summary, frames = {"n_images": len(ids)}, []
