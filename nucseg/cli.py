@@ -12,12 +12,12 @@ from .io import NucsegError, save_csv, save_json
 def _segmenter_args(parser):
     parser.add_argument("--model", default="models/unet.keras", help="trained .keras model (default: %(default)s)")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: %(default)s)")
-    parser.add_argument("--tile", type=int, default=256,
-                        help="images with a side above this many pixels are cut into overlapping tiles "
-                             "(default: %(default)s)")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="native pixels per model input: images are cut into overlapping windows of this "
+                             "size (default: the model's training tile from config.json beside it, else 256)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
     parser.add_argument("--resize", action="store_true",
-                        help="no tiling: resize every image as a whole to the model's input, as in training")
+                        help="no tiling: resize every image as a whole to the model's input (--tile 0)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest nucleus kept, pixels (default: %(default)s)")
@@ -25,11 +25,21 @@ def _segmenter_args(parser):
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
 
+def model_tile(model_path, default=256):
+    """The tile a model was trained with, from the config.json the train stage writes beside it."""
+    config = Path(model_path).with_name("config.json")
+    try:
+        return int(json.loads(config.read_text())["tile"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
 def _segmenter(args, method, model=None):
     from .predict import Segmenter
 
+    tile = 0 if args.resize else args.tile if args.tile is not None else model_tile(args.model)
     return Segmenter(
-        method=method, model=model, threshold=args.threshold, tile=0 if args.resize else args.tile,
+        method=method, model=model, threshold=args.threshold, tile=tile,
         overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
         instance_params=dict(min_size=args.min_size, fill_holes=not args.no_fill_holes,
                              split_touching=not args.no_split),

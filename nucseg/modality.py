@@ -25,7 +25,7 @@ def modalities(meta, bright=0.5):
     return pd.Series([modality(c, m, bright) for c, m in zip(meta["color"], meta["mean"])], index=meta["id"])
 
 
-def by_modality(per_image, labels, metrics=("dice", "dsb")):
+def by_modality(per_image, labels, metrics=("dice", "native_dice", "dsb")):
     """Mean of each metric per method and modality, with the image counts.
 
     Parameters

@@ -18,6 +18,7 @@ from .instances import instances
 from .io import NucsegError, RawSource, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
 from .rle import labels_to_rles
+from .windows import tile_starts, windows  # noqa: F401 (tile_starts: part of this module's API)
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
@@ -92,14 +93,6 @@ def is_zip(path):
 # Prediction at native resolution
 
 
-def tile_starts(length, tile, overlap):
-    """Start offsets of tiles of `tile` pixels overlapping by at least `overlap`, covering `length`."""
-    if length <= tile:
-        return [0]
-    stride = max(1, tile - overlap)
-    return sorted(set(list(range(0, length - tile, stride)) + [length - tile]))
-
-
 def _ramp(length, overlap):
     """Blending weights of a tile edge: rising over `overlap` pixels from each end."""
     if overlap <= 0:
@@ -108,20 +101,19 @@ def _ramp(length, overlap):
     return np.clip(np.minimum(x + 1, length - x) / overlap, 1e-3, 1.0)
 
 
-def native_probs(model, gray, tile=512, overlap=64, batch_size=8, tta=False):
+def native_probs(model, gray, tile=256, overlap=64, batch_size=8, tta=False):
     """Nucleus probabilities for a whole grayscale image at its own resolution.
 
-    The model sees `img_size` pixels (its input). An image whose sides are at most `tile` is
-    resized to the model's input as a whole, as in training; a larger one is cut into
-    `tile`-pixel windows overlapping by `overlap`, each resized to the model's input, and the
-    predictions are resized back and blended with weights that fall off towards each window's
-    edges, so there are no seams. ``tile=0`` resizes every image as a whole. `tta`: see
+    The image is cut into `tile`-pixel windows overlapping by `overlap` (`nucseg.windows`), each
+    resized to the model's input, as in training; the predictions are resized back and blended
+    with weights that fall off towards each window's edges, so there are no seams. ``tile=0``
+    resizes the image as a whole (for a model trained on whole images). `tta`: see
     `nucseg.evaluate.predict_probs`.
     """
     return next(iter_native_probs(model, [gray], tile, overlap, batch_size, tta))
 
 
-def iter_native_probs(model, grays, tile=512, overlap=64, batch_size=8, tta=False, group=32):
+def iter_native_probs(model, grays, tile=256, overlap=64, batch_size=8, tta=False, group=32):
     """`native_probs` of each image of the iterable `grays`, yielded in order.
 
     The windows of up to `group` images are predicted together, so that images of one window
@@ -131,28 +123,20 @@ def iter_native_probs(model, grays, tile=512, overlap=64, batch_size=8, tta=Fals
 
     size, grays = model.input_shape[1], iter(grays)
     while chunk := list(itertools.islice(grays, group)):
-        windows = [_windows(gray.shape, tile, overlap) for gray in chunk]
+        boxes = [windows(gray.shape, tile, overlap) for gray in chunk]
         crops = np.stack([resize(gray[y:y + th, x:x + tw], size)
-                          for gray, wins in zip(chunk, windows) for y, x, th, tw in wins])
+                          for gray, wins in zip(chunk, boxes) for y, x, th, tw in wins])
         probs = iter(predict_probs(model, crops, batch_size=batch_size, tta=tta))
-        for gray, wins in zip(chunk, windows):
+        for gray, wins in zip(chunk, boxes):
             yield _blend(gray.shape, wins, [next(probs) for _ in wins], overlap)
 
 
-def _windows(shape, tile, overlap):
-    """(y, x, height, width) of the windows that tile an image of `shape`."""
-    h, w = shape
-    tile = tile or max(h, w)
-    return [(y, x, min(tile, h), min(tile, w))
-            for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
-
-
-def _blend(shape, windows, probs, overlap):
+def _blend(shape, boxes, probs, overlap):
     """Window predictions resized back and averaged with weights falling off at window edges."""
     h, w = shape
     total = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
-    for (y, x, th, tw), p in zip(windows, probs):
+    for (y, x, th, tw), p in zip(boxes, probs):
         wgt = np.outer(_ramp(th, overlap if th < h else 0), _ramp(tw, overlap if tw < w else 0))
         total[y:y + th, x:x + tw] += resize(p, (th, tw)) * wgt
         weight[y:y + th, x:x + tw] += wgt
@@ -168,7 +152,7 @@ class Segmenter:
     method: str = "unet"
     model: object = None
     threshold: float = 0.5
-    tile: int = 512
+    tile: int = 256
     overlap: int = 64
     batch_size: int = 8
     tta: bool = False

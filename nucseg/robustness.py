@@ -6,15 +6,17 @@ import numpy as np
 from .degrade import degrade
 from .instances import instances
 from .matching import instance_metrics
-from .metrics import pixel_metrics
-from .otsu import otsu_batch
+from .metrics import confusion, scores
+from .otsu import otsu_segment
 
 
 def labels_at(labels, size):
-    """Nearest-neighbour resize of an instance label image to (size, size)."""
+    """Nearest-neighbour resize of an instance label image to `size`: an int for (size, size),
+    or (height, width)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((size, size), Image.NEAREST))
+    height, width = (size, size) if np.isscalar(size) else size
+    return np.asarray(Image.fromarray(labels.astype(np.int32), mode="I").resize((width, height), Image.NEAREST))
 
 
 def robustness(predict, images, masks, labels, degradations, threshold=0.5, invert_above=0.5,
@@ -24,10 +26,10 @@ def robustness(predict, images, masks, labels, degradations, threshold=0.5, inve
     Parameters
     ----------
     predict : callable
-        Images (N, H, W) -> U-Net probabilities (N, H, W).
-    images, masks : ndarray (N, H, W)
+        A list of images -> their U-Net probabilities, each of its image's shape.
+    images, masks : sequences of (H, W) arrays (each pair of one shape; shapes may differ)
         Test images in [0, 1] and their binary masks.
-    labels : list of (H, W) instance label images at the same size, or None (no DSB score).
+    labels : list of (H, W) instance label images at the same sizes, or None (no DSB score).
     degradations : dict name -> severities, from none to worst (names of `nucseg.degrade.DEGRADATIONS`).
     example : int
         Index of the image kept, at each degradation's worst severity, for a gallery.
@@ -41,14 +43,13 @@ def robustness(predict, images, masks, labels, degradations, threshold=0.5, inve
     for name, severities in degradations.items():
         results[name] = []
         for level, severity in enumerate(severities):
-            degraded = np.stack([degrade(im, name, severity, seed=seed * 1_000_003 + i)
-                                 for i, im in enumerate(images)])
-            preds = {"otsu": otsu_batch(degraded, invert_above),
-                     "unet": (predict(degraded) > threshold).astype(np.uint8)}
+            degraded = [degrade(im, name, severity, seed=seed * 1_000_003 + i) for i, im in enumerate(images)]
+            preds = {"otsu": [otsu_segment(im, invert_above) for im in degraded],
+                     "unet": [(p > threshold).astype(np.uint8) for p in predict(degraded)]}
             row = {"severity": float(severity)}
             for method, pred in preds.items():
-                summary, _ = pixel_metrics(masks, pred)
-                row[method] = {"dice": summary["mean"]["dice"]}
+                counts = np.array([confusion(t, p) for t, p in zip(masks, pred)])
+                row[method] = {"dice": float(np.mean(scores(*counts.T)["dice"]))}
                 if labels is not None:
                     inst, _ = instance_metrics(labels, [instances(p, **(instance_params or {})) for p in pred])
                     row[method]["dsb"] = inst["dsb"]

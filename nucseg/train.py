@@ -44,17 +44,34 @@ def get_strategy(name="default"):
     raise ValueError(f"unknown strategy {name!r}: use default, mirrored or multi_worker")
 
 
-def make_dataset(images, masks, batch_size=16, shuffle=False, augment=None, seed=0):
+def make_dataset(images, masks, batch_size=16, shuffle=False, augment=None, seed=0, groups=None):
     """A batched tf.data pipeline of (image, mask) pairs shaped (H, W, 1).
 
     `augment` is a dict of keyword arguments for `nucseg.augment.augment` (None: no augmentation).
     Each example draws its own seed from a seeded stream that changes every epoch.
+    `groups` (one int per example, equal values contiguous, e.g. the source image of each
+    window): an epoch then holds one example per group, drawn anew each epoch, so that an image
+    cut into many windows weighs as much as one that fits a single window.
     """
     images = np.asarray(images, dtype=np.float32)[..., None]
     masks = np.asarray(masks, dtype=np.float32)[..., None]
-    ds = tf.data.Dataset.from_tensor_slices((images, masks))
+    if groups is None:
+        ds = tf.data.Dataset.from_tensor_slices((images, masks))
+        n = len(images)
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != len(images) or np.any(np.diff(groups) < 0):
+            raise ValueError("groups must give one sorted group number per example")
+        starts, counts = np.unique(groups, return_index=True, return_counts=True)[1:]
+        images, masks = tf.constant(images), tf.constant(masks)
+        starts, counts = tf.constant(starts, tf.int64), tf.constant(counts, tf.int64)
+        n = len(starts)
+        picks = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((tf.data.Dataset.range(n), picks)).map(
+            lambda g, r: starts[g] + r % counts[g])
+        ds = ds.map(lambda i: (tf.gather(images, i), tf.gather(masks, i)))
     if shuffle:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if augment:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
@@ -85,7 +102,8 @@ def compile_model(model, learning_rate, loss="bce_dice", pos_weight=1.0):
 def train(images_train, masks_train, images_val, masks_val, out_model, *, encoder_weights="imagenet",
           freeze_encoder=None, dropout=0.0, loss="bce_dice", pos_weight=1.0, learning_rate=1e-3,
           lr_decay=0.1, epochs=40, patience=15, batch_size=16, augment=None, finetune_epochs=0,
-          finetune_learning_rate=1e-4, seed=0, deterministic=True, strategy="default", verbose=2):
+          finetune_learning_rate=1e-4, seed=0, deterministic=True, strategy="default", verbose=2,
+          train_groups=None):
     """Train the U-Net and save its best checkpoint (lowest validation loss) to `out_model`.
 
     Phase one trains with the encoder frozen or not as `freeze_encoder` says (see `get_model`).
@@ -107,7 +125,8 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     strategy = get_strategy(strategy)
     with strategy.scope():
         model = get_model(img_size, encoder_weights, freeze_encoder, dropout)
-    train_ds = make_dataset(images_train, masks_train, batch_size, shuffle=True, augment=augment, seed=seed)
+    train_ds = make_dataset(images_train, masks_train, batch_size, shuffle=True, augment=augment, seed=seed,
+                            groups=train_groups)
     val_ds = make_dataset(images_val, masks_val, batch_size)
 
     out_model = Path(out_model)

@@ -57,8 +57,8 @@ def main():
         scores, rows = score_native(truth_native, [instances(m, **instance_params) for m in masks], ids)
         summary[method]["native"] = scores["pixel"]["mean"]
         summary[method]["instance"] = scores["instance"]
-        native_rows.append(rows[["id", "dsb", "f1", "n_true", "n_pred", "count_error"]]
-                           .rename(columns={"f1": "f1_iou50"}).assign(method=method))
+        native_rows.append(rows[["id", "dice", "dsb", "f1", "n_true", "n_pred", "count_error"]]
+                           .rename(columns={"dice": "native_dice", "f1": "f1_iou50"}).assign(method=method))
     per_image = per_image.merge(pd.concat(native_rows), on=["id", "method"])
 
     per_modality = by_modality(per_image, modalities(meta))
@@ -82,7 +82,7 @@ def main():
         print(f"evaluate: {method:5s} Dice {s['mean']['dice']:.4f} (native {s['native']['dice']:.4f}), "
               f"DSB {s['instance']['dsb']:.4f}, F1@0.5 {s['instance']['f1_iou50']:.4f}, "
               f"count MAE {s['instance']['count_mae']:.1f}; "
-              + ", ".join(f"{m} ({v['n_images']}) Dice {v['dice']:.3f}" for m, v in s["modality"].items()))
+              + ", ".join(f"{m} ({v['n_images']}) native Dice {v['native_dice']:.3f}" for m, v in s["modality"].items()))
 
 
 if __name__ == "__main__":

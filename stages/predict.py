@@ -1,10 +1,15 @@
-"""predict: U-Net nucleus probabilities for the test split, at img_size and at native resolution."""
+"""predict: U-Net nucleus probabilities for the test split, at native resolution and at img_size.
+
+At native resolution the images are cut into `base.tile`-pixel windows as in training. The
+img_size probabilities (scored beside Otsu's at img_size) are the native ones resized to
+img_size; with ``tile: 0`` the model predicts each image resized as a whole, as it trained.
+"""
 import argparse
 
 import numpy as np
 import pandas as pd
 
-from nucseg.data import native_gray, select
+from nucseg.data import native_gray, resize, select
 from nucseg.evaluate import load_model, predict_probs
 from nucseg.io import RawSource, find_raw, read_ids, save_npy, save_npz
 from nucseg.params import load_params, run
@@ -24,12 +29,16 @@ def main():
     p = load_params("ingest", "predict")
     model = load_model(args.model)
     ids = read_ids(args.ids)
-    images = select(np.load(args.images), pd.read_csv(args.meta)["id"].tolist(), ids)
-    probs = predict_probs(model, images, batch_size=p["batch_size"], tta=p["tta"])
     source = RawSource(find_raw(args.raw) or args.raw)
     grays = (native_gray(source.read_image(i), p["normalization"]) for i in ids)
-    native = {i: probs.astype(np.float16) for i, probs in zip(ids, iter_native_probs(
-        model, grays, tile=p["tile"], overlap=p["overlap"], batch_size=p["batch_size"], tta=p["tta"]))}
+    native = dict(zip(ids, iter_native_probs(model, grays, tile=p["tile"], overlap=p["overlap"],
+                                             batch_size=p["batch_size"], tta=p["tta"])))
+    if p["tile"]:
+        probs = np.stack([resize(native[i], p["img_size"]) for i in ids])
+    else:
+        images = select(np.load(args.images), pd.read_csv(args.meta)["id"].tolist(), ids)
+        probs = predict_probs(model, images, batch_size=p["batch_size"], tta=p["tta"])
+    native = {i: prob.astype(np.float16) for i, prob in native.items()}
     save_npz(args.native, native)
     save_npy(args.out, probs.astype(np.float16))
     print(f"predict: {probs.shape} probabilities -> {args.out}; {len(native)} native -> {args.native}")

@@ -1,16 +1,24 @@
-"""robustness: U-Net and Otsu on test images degraded at increasing severities."""
+"""robustness: U-Net and Otsu on test images degraded at increasing severities.
+
+The test images are degraded at the scale the model sees them (`nucseg.windows`): resized by
+img_size / tile (with tile 0: to img_size, whole), and predicted in img_size windows there, so
+that severities in pixels mean the same as in training's degradation augmentation.
+"""
 import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nucseg.data import select
+from nucseg.data import native_gray, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import read_ids, save_json
+from nucseg.io import RawSource, find_raw, read_ids, save_json
+from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
+from nucseg.predict import iter_native_probs
 from nucseg.robustness import labels_at, robustness, worst_case_table
+from nucseg.windows import model_scale_shape
 
 
 def main():
@@ -20,24 +28,40 @@ def main():
     parser.add_argument("--masks", required=True)
     parser.add_argument("--labels", required=True, help="native-resolution truth label images (.npz)")
     parser.add_argument("--meta", required=True)
+    parser.add_argument("--raw", required=True, help="the raw data (with base.tile > 0)")
     parser.add_argument("--ids", required=True, help="test ids")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--plots", required=True, help="folder for one PNG per degradation and a gallery")
     args = parser.parse_args()
-    p = load_params("robustness")
+    p = load_params("ingest", "robustness")
+    overlap = load_params("predict", with_base=False)["overlap"]
     threshold = load_params("evaluate")["threshold"]
     invert_above = load_params("otsu")["invert_above"]
     instance_params = load_params("instances", with_base=False)
 
     all_ids, ids = pd.read_csv(args.meta)["id"].tolist(), read_ids(args.ids)
-    images = select(np.load(args.images), all_ids, ids)
-    masks = select(np.load(args.masks), all_ids, ids)
-    with np.load(args.labels) as native:
-        labels = [labels_at(native[i], images.shape[1]) for i in ids]
+    tile, size = p["tile"], p["img_size"]
     model = load_model(args.model)
+    with np.load(args.labels) as native:
+        if tile:
+            source = RawSource(find_raw(args.raw) or args.raw)
+            images = []
+            for i in ids:
+                gray = native_gray(source.read_image(i), p["normalization"])
+                images.append(resize(gray, model_scale_shape(gray.shape, tile, size)))
+            masks = [resize_mask(native[i] > 0, im.shape) for i, im in zip(ids, images)]
+            labels = [labels_at(native[i], im.shape) for i, im in zip(ids, images)]
+            # windows of img_size at this scale: the model's input, without resizing
+            scaled_overlap = round(overlap * size / tile)
+            predict = lambda x: list(iter_native_probs(model, x, tile=size, overlap=scaled_overlap, batch_size=64))
+        else:
+            images = select(np.load(args.images), all_ids, ids)
+            masks = select(np.load(args.masks), all_ids, ids)
+            labels = [labels_at(native[i], size) for i in ids]
+            predict = lambda x: predict_probs(model, np.stack(x), batch_size=64)
     degradations = {name: p["severities"][name] for name in p["degradations"]}
     results, examples = robustness(
-        lambda x: predict_probs(model, x, batch_size=64), images, masks, labels, degradations,
+        predict, images, masks, labels, degradations,
         threshold=threshold, invert_above=invert_above, instance_params=instance_params, seed=p["seed"],
         example=ids.index(p["example"]) if p.get("example") in ids else 0,
     )

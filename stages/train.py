@@ -1,4 +1,9 @@
-"""train: the U-Net on the train split, best checkpoint on the val split."""
+"""train: the U-Net on the train split, best checkpoint on the val split.
+
+With `base.tile` > 0 the model trains on windows of `tile` native pixels (one drawn per image
+and epoch) and validates on every prediction window of the val images, so that it sees images at
+the scale at which `predict` cuts them; with 0, on whole images resized to img_size.
+"""
 import argparse
 from pathlib import Path
 
@@ -6,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from nucseg.data import select
-from nucseg.io import read_ids, save_csv, save_json
+from nucseg.io import RawSource, find_raw, read_ids, save_csv, save_json
 from nucseg.params import load_params, run
 from nucseg.train import train, versions
+from nucseg.windows import source_windows
 
 
 def main():
@@ -16,33 +22,43 @@ def main():
     parser.add_argument("--images", required=True)
     parser.add_argument("--masks", required=True)
     parser.add_argument("--meta", required=True)
+    parser.add_argument("--raw", required=True, help="the raw data, for windows at native resolution")
+    parser.add_argument("--labels", required=True, help="native-resolution truth label images (.npz)")
     parser.add_argument("--split", required=True, help="folder with train.txt and val.txt")
     parser.add_argument("--model", required=True, help="the .keras file to write")
     parser.add_argument("--config", required=True, help="the resolved configuration, beside the model")
     parser.add_argument("--history", required=True, help="per-epoch CSV")
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
-    p = load_params("train")
+    p = load_params("ingest", "train")
+    overlap = load_params("predict", with_base=False)["overlap"]
     levels = load_params("robustness", with_base=False)["severities"]
 
-    ids = pd.read_csv(args.meta)["id"].tolist()
-    images, masks = np.load(args.images), np.load(args.masks)
     train_ids, val_ids = read_ids(Path(args.split) / "train.txt"), read_ids(Path(args.split) / "val.txt")
+    if p["tile"]:
+        source = RawSource(find_raw(args.raw) or args.raw)
+        windows = dict(tile=p["tile"], size=p["img_size"], normalization=p["normalization"])
+        x_train, y_train, groups = source_windows(source, args.labels, train_ids, **windows)
+        x_val, y_val, _ = source_windows(source, args.labels, val_ids, overlap=overlap, **windows)
+    else:
+        ids = pd.read_csv(args.meta)["id"].tolist()
+        images, masks = np.load(args.images), np.load(args.masks)
+        x_train, y_train, groups = select(images, ids, train_ids), select(masks, ids, train_ids), None
+        x_val, y_val = select(images, ids, val_ids), select(masks, ids, val_ids)
     augment = {k: tuple(v) if isinstance(v, list) else v for k, v in (p["augment"] or {}).items()}
     if augment.get("degrade"):
         augment["degrade_levels"] = levels
     history, info = train(
-        select(images, ids, train_ids), select(masks, ids, train_ids),
-        select(images, ids, val_ids), select(masks, ids, val_ids),
-        args.model,
+        x_train, y_train, x_val, y_val, args.model, train_groups=groups,
         encoder_weights=p["encoder_weights"], freeze_encoder=p["freeze_encoder"], dropout=p["dropout"],
         loss=p["loss"], pos_weight=float(p["pos_weight"]), learning_rate=float(p["learning_rate"]),
         lr_decay=p["lr_decay"], epochs=p["epochs"], patience=p["patience"], batch_size=p["batch_size"],
         augment=augment, finetune_epochs=p["finetune_epochs"],
         finetune_learning_rate=float(p["finetune_learning_rate"]), seed=p["seed"], strategy=p["strategy"],
     )
-    config = {"params": p, "img_size": int(images.shape[1]), "n_train": len(train_ids),
-              "n_val": len(val_ids), "result": info, "versions": versions()}
+    config = {"params": p, "img_size": p["img_size"], "tile": p["tile"], "n_train": len(train_ids),
+              "n_val": len(val_ids), "train_windows": len(x_train), "val_windows": len(x_val),
+              "result": info, "versions": versions()}
     save_json(args.config, config)
     save_csv(args.history, history)
     save_json(args.metrics, info)

@@ -108,6 +108,17 @@ def test_threshold_reruns_scoring_only(project):
     assert json.loads((project / "metrics" / "evaluate.json").read_text())["threshold"] == 0.4
 
 
+def test_tile_reruns_the_model_stages_only(project):
+    project, _ = project
+    windowed = json.loads((project / "models" / "config.json").read_text())
+    assert windowed["tile"] == 256 and windowed["train_windows"] >= windowed["n_train"]
+    set_params(project, **{"base.tile": 0})
+    assert set(json.loads(dvc(project, "status", "--json").stdout)) == {"train", "predict", "robustness"}
+    assert ran(dvc(project, "repro")) == MODEL_STAGES
+    whole = json.loads((project / "models" / "config.json").read_text())
+    assert whole["tile"] == 0 and whole["train_windows"] == whole["n_train"]   # whole images, one each
+
+
 def test_corrupt_image_fails_in_one_line_and_keeps_results(project):
     project, _ = project
     metrics = (project / "metrics" / "evaluate.json").read_text()

@@ -31,6 +31,28 @@ def test_make_dataset_shapes():
     assert batches[0][0].shape[1:] == (32, 32, 1) and batches[0][1].dtype == "float32"
 
 
+def _epochs(ds, n):
+    """The windows drawn in `n` epochs, each window told by its constant value."""
+    return [[int(round(v * 100)) for b in ds for v in b[0][:, 0, 0, 0].numpy()] for _ in range(n)]
+
+
+def test_make_dataset_draws_one_window_per_group_each_epoch():
+    groups = np.array([0, 0, 0, 1, 2, 2])
+    x = np.broadcast_to(np.arange(6, dtype=np.float32)[:, None, None] / 100, (6, 8, 8))
+    y = (x > 0.025).astype(np.uint8)          # windows 3..5 are "nucleus"
+    epochs = _epochs(make_dataset(x, y, batch_size=4, shuffle=True, seed=1, groups=groups), 12)
+    for drawn in epochs:
+        assert sorted(groups[drawn].tolist()) == [0, 1, 2]        # one window of each image
+    assert {w for drawn in epochs for w in drawn} == set(range(6))   # every window comes up
+    assert len({tuple(d) for d in epochs}) > 1                     # drawn anew each epoch
+    again = _epochs(make_dataset(x, y, batch_size=4, shuffle=True, seed=1, groups=groups), 12)
+    assert again == epochs                                          # and the same for a seed
+    images, masks = next(iter(make_dataset(x, y, batch_size=6, seed=2, groups=groups)))
+    assert np.array_equal(masks.numpy(), (images.numpy() > 0.025).astype(np.float32))  # masks follow
+    with pytest.raises(ValueError, match="sorted group"):
+        make_dataset(x, y, groups=[1, 0, 0, 1, 2, 2])
+
+
 def _train(tmp_path, name, **kw):
     x, y = _data(4)
     return train(x, y, x[:2], y[:2], tmp_path / name, encoder_weights="none", epochs=1,
