@@ -91,8 +91,12 @@ def _metric(row, key):
 
 
 def study_table(study, rows):
-    """Test metrics of each finished setting of `study`, from `dvc.api.exp_show()` rows."""
-    by_name = {r.get("Experiment"): r for r in rows if r.get("Experiment")}
+    """Test metrics of each finished setting of `study`, from `dvc.api.exp_show()` rows.
+
+    A queued, running or failed experiment's row carries its baseline's metrics, not its own:
+    only rows without a state (run in the workspace) or with state "Success" count."""
+    by_name = {r.get("Experiment"): r for r in rows
+               if r.get("Experiment") and r.get("State") in (None, "Success")}
     records = []
     for label in STUDIES[study]:
         row = by_name.get(exp_name(study, label))

@@ -32,9 +32,12 @@ def test_table_from_exp_show_rows():
         {"Experiment": "study-loss-bce", "metrics/evaluate.json:unet.mean.dice": 0.8,
          "metrics/evaluate.json:unet.mean.precision": 0.7, "metrics/evaluate.json:unet.mean.recall": 0.9,
          "metrics/evaluate.json:otsu.mean.dice": 0.75, "metrics/evaluate.json:unet.instance.dsb": 0.4},
-        {"Experiment": "study-loss-dice", "unet.mean.dice": 0.85, "unet.mean.precision": 0.8,
+        {"Experiment": "study-loss-dice", "State": "Success", "unet.mean.dice": 0.85, "unet.mean.precision": 0.8,
          "unet.mean.recall": 0.88, "otsu.mean.dice": 0.75, "unet.instance.dsb": 0.45},
-        {"Experiment": "study-loss-bce_dice"},            # queued, not finished: left out
+        {"Experiment": "study-loss-bce-dice", "State": "Queued"},   # queued: left out
+        # running: exp_show gives it the baseline's metrics, which must not pass for its own
+        {"Experiment": "study-loss-bce-dice", "State": "Running", "unet.mean.dice": 0.92,
+         "unet.mean.precision": 0.9, "unet.mean.recall": 0.9, "otsu.mean.dice": 0.75, "unet.instance.dsb": 0.5},
         {"Experiment": "something-else", "unet.mean.dice": 0.1},
     ]
     table = study_table("loss", rows)
