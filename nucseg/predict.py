@@ -18,7 +18,7 @@ from .instances import instances
 from .io import NucsegError, RawSource, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
 from .rle import labels_to_rles
-from .windows import tile_starts, windows  # noqa: F401 (tile_starts: part of this module's API)
+from .windows import crop_windows, windows
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
@@ -124,8 +124,7 @@ def iter_native_probs(model, grays, tile=256, overlap=64, batch_size=8, tta=Fals
     size, grays = model.input_shape[1], iter(grays)
     while chunk := list(itertools.islice(grays, group)):
         boxes = [windows(gray.shape, tile, overlap) for gray in chunk]
-        crops = np.stack([resize(gray[y:y + th, x:x + tw], size)
-                          for gray, wins in zip(chunk, boxes) for y, x, th, tw in wins])
+        crops = np.concatenate([crop_windows(gray, wins, size) for gray, wins in zip(chunk, boxes)])
         probs = iter(predict_probs(model, crops, batch_size=batch_size, tta=tta))
         for gray, wins in zip(chunk, boxes):
             yield _blend(gray.shape, wins, [next(probs) for _ in wins], overlap)

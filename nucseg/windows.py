@@ -31,6 +31,11 @@ def windows(shape, tile, overlap):
             for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
 
 
+def crop_windows(image, boxes, size):
+    """The windows `boxes` of `image`, each resized to (size, size): (K, size, size)."""
+    return np.stack([resize(image[y:y + h, x:x + w], size) for y, x, h, w in boxes])
+
+
 def cut_windows(gray, mask, tile, size, overlap=None):
     """The model inputs of one image and their binary masks, each (K, size, size).
 
@@ -41,9 +46,8 @@ def cut_windows(gray, mask, tile, size, overlap=None):
     overlap = tile // 2 if overlap is None else overlap
     mask = np.asarray(mask) > 0
     boxes = windows(np.shape(gray), tile, overlap)
-    images = np.stack([resize(gray[y:y + h, x:x + w], size) for y, x, h, w in boxes])
     masks = np.stack([resize_mask(mask[y:y + h, x:x + w], size) for y, x, h, w in boxes])
-    return images, masks
+    return crop_windows(gray, boxes, size), masks
 
 
 def model_scale_shape(shape, tile, size):

@@ -6,8 +6,9 @@ import tifffile
 
 from conftest import png_bytes, synthetic_sample, write_kaggle_dir
 from nucseg.io import NucsegError
-from nucseg.predict import Segmenter, discover, iter_native_probs, native_probs, predict_images, tile_starts
+from nucseg.predict import Segmenter, discover, iter_native_probs, native_probs, predict_images
 from nucseg.rle import rle_decode
+from nucseg.windows import tile_starts
 
 
 @pytest.fixture(scope="module")
