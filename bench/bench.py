@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "dsb2018" / "stage1_train.zip"
-SECTIONS = ("ingest", "train", "infer", "native", "evaluate", "repro", "rss")
+SECTIONS = ("ingest", "train", "threads", "infer", "native", "evaluate", "repro", "rss")
 
 
 def median_time(func, repeats):
@@ -87,6 +87,15 @@ def model_flops(model):
     return int(info.total_float_ops)
 
 
+def cpu_info():
+    """The CPU's model name and whether it computes in bfloat16 (AVX512-BF16 or AMX)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    lines = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    flags = set(lines.get("flags\t\t", "").split())
+    return {"cpu_model": lines.get("model name\t", platform.machine()).strip(),
+            "avx512": "avx512f" in flags, "bf16": bool(flags & {"avx512_bf16", "amx_bf16"})}
+
+
 def cpu_peak():
     """The measured rate of a large single-precision matrix product: the achievable peak.
 
@@ -136,14 +145,26 @@ def _epoch_rate(fit_once, n_images, epochs):
     return n_images / statistics.median(times)
 
 
+AUGMENT = dict(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), shift=0.05, blur_sigma=1.0, flip=True)
+
+
+def _ours_rate(x, y, freeze, epochs):
+    """Images/s of our training: the tf.data pipeline with augmentation, batch 16."""
+    from nucseg.model import get_model
+    from nucseg.train import compile_model, make_dataset
+
+    model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
+    ds = make_dataset(x, y, 16, shuffle=True, augment=AUGMENT)
+    return _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
+
+
 def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
     import keras
 
-    from nucseg.train import compile_model, make_dataset
     from nucseg.model import get_model
+    from nucseg.train import compile_model
 
     x, y = _training_arrays()
-    augment = dict(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), shift=0.05, blur_sigma=1.0, flip=True)
     results = {}
     for freeze in (True, False):
         key = "frozen" if freeze else "trainable"
@@ -155,31 +176,64 @@ def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
         results[f"{key}_reference_img_s"] = ref
         for policy in policy_names:
             keras.mixed_precision.set_global_policy(policy)
-            model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
-            ds = make_dataset(x, y, 16, shuffle=True, augment=augment)
-            rate = _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
+            rate = _ours_rate(x, y, freeze, epochs)
             results[f"{key}_{policy}_img_s"] = rate
             results[f"{key}_{policy}_speedup"] = rate / ref
         keras.mixed_precision.set_global_policy("float32")
     return results
 
 
-def bench_infer(model, repeats):
+def ours_frozen_train_rate(epochs):
+    """`_ours_rate` with the encoder frozen, float32 (run in a child process by `bench_threads`:
+    TensorFlow reads its thread settings once, at start-up)."""
+    return _ours_rate(*_training_arrays(), True, epochs)
+
+
+THREAD_SETTINGS = {   # name: (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS); "" = TensorFlow's choice
+    "default": ("", ""),
+    "intra2_inter1": ("2", "1"),
+    "intra1_inter2": ("1", "2"),
+}
+
+
+def bench_threads(epochs):
+    """The thread-settings lever: frozen-encoder training throughput under each of
+    THREAD_SETTINGS, each in a fresh process."""
+    results = {}
+    for name, (intra, inter) in THREAD_SETTINGS.items():
+        env = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+        env.update({k: v for k, v in (("TF_NUM_INTRAOP_THREADS", intra), ("TF_NUM_INTEROP_THREADS", inter)) if v})
+        code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
+                f"print(bench.ours_frozen_train_rate({epochs}))")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        results[f"{name}_img_s"] = float(out.stdout.split()[-1])
+    return results
+
+
+def bench_infer(model, lite, repeats):
+    """128 px images: ours batched through the Keras model and through its LiteRT conversion;
+    the reference calls `model.predict` on each image."""
     from nucseg.evaluate import predict_probs
 
     images = np.load(ROOT / "data/ingest/images.npy")
-    predict_probs(model, images[:64], batch_size=64)
-    ours, _ = median_time(lambda: predict_probs(model, images, batch_size=64), repeats)
+    results = {}
+    for name, m in (("ours", model), ("ours_litert", lite)):
+        predict_probs(m, images[:64], batch_size=64)
+        seconds, _ = median_time(lambda: predict_probs(m, images, batch_size=64), repeats)
+        results[f"{name}_img_s"] = len(images) / seconds
     n_ref = 100
     ref, _ = median_time(lambda: [model.predict(im[None, ..., None], verbose=0) for im in images[:n_ref]], repeats)
-    return {"ours_img_s": len(images) / ours, "reference_img_s": n_ref / ref,
-            "speedup": (len(images) / ours) / (n_ref / ref)}
+    results["reference_img_s"] = n_ref / ref
+    for name in ("ours", "ours_litert"):
+        results[f"{name}_speedup"] = results[f"{name}_img_s"] / results["reference_img_s"]
+    return results
 
 
-def bench_native(model, source, ids, repeats, tiles=(512, 256)):
+def bench_native(model, lite, source, ids, repeats, tiles=(512, 256)):
     """Full-resolution U-Net probabilities: ours tiles and batches windows across images (at each
-    tile size of `tiles`; 256 is the pipeline's default); the reference predicts each image at
-    128 px with `model.predict` and resizes the probabilities back with scikit-image."""
+    tile size of `tiles`; 256 is the pipeline's default), through the Keras model and through its
+    LiteRT conversion (what the predict stage runs); the reference predicts each image at 128 px
+    with `model.predict` and resizes the probabilities back with scikit-image."""
     from skimage.transform import resize as sk_resize
 
     from nucseg.data import native_gray, resize
@@ -195,12 +249,13 @@ def bench_native(model, source, ids, repeats, tiles=(512, 256)):
 
     ref_s, _ = median_time(reference, repeats)
     results = {"images": len(ids), "megapixels": mpx, "reference_mpx_s": mpx / ref_s}
-    for tile in tiles:
-        list(iter_native_probs(model, grays[:4], tile=tile, overlap=64, batch_size=32))  # trace once
-        ours_s, _ = median_time(lambda: list(iter_native_probs(model, grays, tile=tile, overlap=64,
-                                                                batch_size=32)), repeats)
-        results[f"tile{tile}_mpx_s"] = mpx / ours_s
-        results[f"tile{tile}_speedup"] = ref_s / ours_s
+    for engine, m in (("", model), ("litert_", lite)):
+        for tile in tiles:
+            list(iter_native_probs(m, grays[:4], tile=tile, overlap=64, batch_size=32))  # trace once
+            ours_s, _ = median_time(lambda: list(iter_native_probs(m, grays, tile=tile, overlap=64,
+                                                                    batch_size=32)), repeats)
+            results[f"{engine}tile{tile}_mpx_s"] = mpx / ours_s
+            results[f"{engine}tile{tile}_speedup"] = ref_s / ours_s
     return results
 
 
@@ -263,7 +318,7 @@ def main():
 
     from nucseg.io import RawSource, read_ids
 
-    results = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()}}
+    results = {"machine": {"python": platform.python_version(), **cpu_info()}}
     import tensorflow as tf
 
     results["machine"].update(cpu_peak(), tensorflow=tf.__version__)
@@ -275,18 +330,31 @@ def main():
         forward = model_flops(model)
         results["model"] = {"forward_gflop_per_image": forward / 1e9,
                             "train_gflop_per_image_trainable": 3 * forward / 1e9}
+    if only & {"infer", "native"}:
+        from nucseg.lite import LiteModel, convert
+
+        start = time.perf_counter()
+        lite = LiteModel(convert(model))
+        results["model"]["litert_convert_s"] = time.perf_counter() - start
 
     if "ingest" in only:
         results["ingest"] = bench_ingest(source, args.repeats)
     if "train" in only:
-        results["train"] = bench_train(args.train_epochs)
+        # bfloat16 only where the CPU computes in it; elsewhere it is emulated, slower than float32
+        policies = ("float32", "mixed_bfloat16") if results["machine"]["bf16"] else ("float32",)
+        results["train"] = bench_train(args.train_epochs, policies)
         best = max(v for k, v in results["train"].items() if k.startswith("trainable_") and k.endswith("_img_s"))
         results["train"]["trainable_fraction_of_sgemm_peak"] = (
             best * results["model"]["train_gflop_per_image_trainable"] / results["machine"]["sgemm_gflops"])
+    if "threads" in only:
+        results["threads"] = bench_threads(args.train_epochs)
     if "infer" in only:
-        results["infer"] = bench_infer(model, args.repeats)
+        results["infer"] = bench_infer(model, lite, args.repeats)
+        results["infer"]["litert_fraction_of_sgemm_peak"] = (
+            results["infer"]["ours_litert_img_s"] * results["model"]["forward_gflop_per_image"]
+            / results["machine"]["sgemm_gflops"])
     if "native" in only:
-        results["native"] = bench_native(model, source, read_ids(ROOT / "data/split/test.txt"), args.repeats)
+        results["native"] = bench_native(model, lite, source, read_ids(ROOT / "data/split/test.txt"), args.repeats)
     if "evaluate" in only or "rss" in only:
         results["stages"] = bench_rss()
     if "repro" in only:

@@ -10,7 +10,12 @@ from .metrics import METRICS, pixel_metrics
 
 
 def load_model(path):
-    """A saved U-Net, uncompiled (for inference only)."""
+    """A saved U-Net for inference: a ``.tflite`` file (`nucseg.lite`, the fast way on a CPU)
+    or a Keras model (uncompiled)."""
+    if str(path).endswith(".tflite"):
+        from .lite import LiteModel
+
+        return LiteModel.load(path)
     import keras
 
     return keras.models.load_model(path, compile=False)
@@ -21,17 +26,25 @@ _FORWARD = weakref.WeakKeyDictionary()
 
 
 def forward(model):
-    """The model's probabilities as a function compiled once per model (a graph traced for any
-    batch size). Keras' `model.predict` costs tens of milliseconds per call before any work,
-    which dominates when images are predicted one at a time, as at native resolution."""
-    import tensorflow as tf
+    """The model's probabilities as a function of a numpy batch (N, H, W, 1), returning numpy.
 
+    A `nucseg.lite.LiteModel` is such a function already. For a Keras model, a graph compiled
+    once per model (traced for any batch size): Keras' `model.predict` costs tens of
+    milliseconds per call before any work, which dominates when images are predicted one at a
+    time, as at native resolution.
+    """
+    from .lite import LiteModel
+
+    if isinstance(model, LiteModel):
+        return model
     if model not in _FORWARD:
+        import tensorflow as tf
+
         @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
         def probabilities(x):
             return tf.sigmoid(model(x, training=False))
 
-        _FORWARD[model] = probabilities
+        _FORWARD[model] = lambda x: probabilities(x).numpy()
     return _FORWARD[model]
 
 
@@ -46,7 +59,7 @@ def predict_probs(model, images, batch_size=32, tta=False):
     total = np.zeros(images.shape, np.float32)
     for axes in FLIPS if tta else ((),):
         flipped = np.flip(images, axes) if axes else images
-        probs = np.concatenate([probabilities(flipped[i:i + batch_size, ..., None]).numpy()[..., 0]
+        probs = np.concatenate([probabilities(flipped[i:i + batch_size, ..., None])[..., 0]
                                 for i in range(0, len(images), batch_size)] or [total[:0]])
         total += np.flip(probs, axes) if axes else probs
     return total / (len(FLIPS) if tta else 1)

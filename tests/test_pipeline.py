@@ -19,7 +19,7 @@ from conftest import ROOT, SHARED_ZIP, make_samples, subset_zip, write_kaggle_zi
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = {"fetch", "ingest", "masks", "split", "otsu", "augmentations"}
-MODEL_STAGES = {"train", "predict", "evaluate", "robustness"}
+MODEL_STAGES = {"train", "export", "predict", "evaluate", "robustness"}
 # the stages that only score saved predictions: all that the decision threshold may rerun
 SCORING_STAGES = {"evaluate", "robustness"}
 

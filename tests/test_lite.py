@@ -1,0 +1,114 @@
+"""The LiteRT model computes what the Keras model computes, for every batch size."""
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from nucseg.evaluate import forward, load_model, predict_probs
+from nucseg.io import NucsegError
+from nucseg.lite import ALONE_AT_MOST, BATCH, LiteModel, convert
+from nucseg.model import get_model
+from nucseg.predict import iter_native_probs
+
+
+@pytest.fixture(scope="module")
+def models():
+    """A small U-Net with random weights (decoder BatchNorm statistics moved off their defaults,
+    so that folding them into the convolutions is exercised) and its conversion."""
+    keras_model = get_model(64, encoder_weights="none", freeze_encoder=False)
+    rng = np.random.default_rng(3)
+    for layer in keras_model.layers:
+        if layer.name.startswith("up_"):
+            bn = layer.layers[1]
+            bn.moving_mean.assign(rng.normal(0, 0.1, bn.moving_mean.shape))
+            bn.moving_variance.assign(rng.uniform(0.5, 2.0, bn.moving_variance.shape))
+    content = convert(keras_model)
+    return keras_model, LiteModel(content), content
+
+
+@pytest.mark.parametrize("n", [1, ALONE_AT_MOST, ALONE_AT_MOST + 1, BATCH, BATCH + 3, 2 * BATCH + ALONE_AT_MOST + 2])
+def test_lite_matches_keras_for_every_batch_size(models, n):
+    keras_model, lite, content = models
+    images = np.random.default_rng(n).random((n, 64, 64, 1), dtype=np.float32)
+    expected = forward(keras_model)(images)
+    got = lite(images)
+    assert got.shape == (n, 64, 64, 1) and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-4
+    assert expected.std() > 1e-3  # the comparison is not between two constant maps
+
+
+def test_lite_each_image_independent_of_its_batch(models):
+    _, lite, _ = models
+    images = np.random.default_rng(0).random((BATCH + 2, 64, 64, 1), dtype=np.float32)
+    together = lite(images)
+    alone = np.concatenate([lite(images[i:i + 1]) for i in range(len(images))])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_lite_through_predict_and_windows(models, tmp_path):
+    keras_model, lite, content = models
+    path = tmp_path / "unet.tflite"
+    path.write_bytes(content)
+    loaded = load_model(path)
+    assert isinstance(loaded, LiteModel) and loaded.input_shape == (None, 64, 64, 1)
+    images = np.random.default_rng(1).random((7, 64, 64), dtype=np.float32)
+    np.testing.assert_allclose(predict_probs(loaded, images, tta=True), predict_probs(keras_model, images, tta=True),
+                               atol=1e-4)
+    grays = [np.random.default_rng(2).random(shape, dtype=np.float32) for shape in [(100, 150), (64, 64)]]
+    for a, b in zip(iter_native_probs(loaded, grays, tile=64, overlap=16),
+                    iter_native_probs(keras_model, grays, tile=64, overlap=16)):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
+
+
+def test_lite_rejects_wrong_input_size(models):
+    _, lite, _ = models
+    with pytest.raises(ValueError, match="64, 64, 1"):
+        lite(np.zeros((2, 128, 128, 1), np.float32))
+
+
+def test_not_a_model_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "unet.tflite"
+    path.write_bytes(b"this is not a flatbuffer")
+    with pytest.raises(NucsegError, match="unet.tflite: not a nucseg LiteRT model.*dvc repro export"):
+        load_model(path)
+
+
+def test_falls_back_to_tensorflows_interpreter_without_ai_edge_litert(models, monkeypatch):
+    import sys
+
+    keras_model, lite, content = models
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)       # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    fallback = LiteModel(content)
+    assert "tensorflow" in type(fallback._interpreter).__module__
+    images = np.random.default_rng(4).random((BATCH + 1, 64, 64, 1), dtype=np.float32)
+    assert np.abs(fallback(images) - lite(images)).max() < 1e-5
+
+
+def _run_export_stage(monkeypatch, model_path, out):
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["export.py", "--model", str(model_path), "--out", str(out)])
+    runpy.run_path(str(ROOT / "stages" / "export.py"), run_name="__main__")
+
+
+def test_export_stage_writes_a_model_that_matches(models, tmp_path, monkeypatch):
+    keras_model, _, _ = models
+    keras_model.save(tmp_path / "unet.keras")
+    _run_export_stage(monkeypatch, tmp_path / "unet.keras", tmp_path / "unet.tflite")
+    images = np.random.default_rng(5).random((3, 64, 64, 1), dtype=np.float32)
+    assert np.abs(load_model(tmp_path / "unet.tflite")(images) - forward(keras_model)(images)).max() < 1e-4
+
+
+def test_export_stage_refuses_a_conversion_that_differs_and_keeps_the_old_file(models, tmp_path, monkeypatch, capsys):
+    keras_model, _, content = models
+    keras_model.save(tmp_path / "unet.keras")
+    (tmp_path / "unet.tflite").write_bytes(b"previous")
+    other = get_model(64, encoder_weights="none", freeze_encoder=False)   # other random weights
+    monkeypatch.setattr("nucseg.lite.convert", lambda model: convert(other))
+    with pytest.raises(SystemExit):
+        _run_export_stage(monkeypatch, tmp_path / "unet.keras", tmp_path / "unet.tflite")
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {tmp_path / 'unet.tflite'}: the converted model differs from")
+    assert "\n" not in error
+    assert (tmp_path / "unet.tflite").read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temporary left behind
