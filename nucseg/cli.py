@@ -10,7 +10,9 @@ from .io import NucsegError, save_csv, save_json
 
 
 def _segmenter_args(parser):
-    parser.add_argument("--model", default="models/unet.keras", help="trained .keras model (default: %(default)s)")
+    parser.add_argument("--model", default="models/unet.tflite",
+                        help="trained model: the export stage's .tflite (about 2x faster on a CPU) or the "
+                             ".keras file (default: %(default)s)")
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: %(default)s)")
     parser.add_argument("--tile", type=int, default=None,
                         help="native pixels per model input: images are cut into overlapping windows of this "

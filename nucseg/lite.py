@@ -3,10 +3,11 @@
 The same float32 arithmetic as the Keras model, about twice as fast on the 2-core CPUs measured
 (`bench/bench.py`): the converter folds each BatchNorm into the convolution before it and
 XNNPACK runs the graph with fused, cache-blocked kernels. Probabilities agree with Keras' to
-about 1e-5. The flatbuffer holds two entry points sharing one copy of the weights, for batches
-of `BATCH` images and of one image: XNNPACK needs fixed shapes (with a free batch dimension the
-transposed convolutions fall back to slow reference kernels), so full batches go through the
-first and the few images left over one at a time through the second.
+about 1e-5. XNNPACK needs fixed shapes (with a free batch dimension the transposed convolutions
+fall back to slow reference kernels), so the flatbuffer holds one entry point per batch size in
+`SIZES`, sharing one copy of the weights: full batches of `BATCH`, and the images left over
+padded to the smallest size that holds them. (Measured on a Zen 3: 30 ms per image in batches
+of one or two, 13 in batches of 4, 11 in batches of 8 or 16.)
 
     nucseg predict --model models/unet.tflite images/   # the export stage writes it
 """
@@ -20,11 +21,9 @@ import numpy as np
 
 from .io import NucsegError
 
-BATCH = 16
-# A remainder of up to this many images goes one at a time; more fill a zero-padded batch
-# (on the CPUs measured, one image alone costs about a sixth of a batch of BATCH).
-ALONE_AT_MOST = 4
-SIGNATURES = {BATCH: f"batch{BATCH}", 1: "batch1"}
+SIZES = (8, 4, 1)       # batch sizes of the entry points, largest first
+BATCH = SIZES[0]
+SIGNATURES = {size: f"batch{size}" for size in SIZES}
 
 
 def convert(model):
@@ -90,13 +89,12 @@ class LiteModel:
         images = np.ascontiguousarray(images, dtype=np.float32)
         if images.shape[1:] != self.input_shape[1:]:
             raise ValueError(f"{self.name}: expects images shaped {self.input_shape[1:]}, got {images.shape[1:]}")
-        n, full = len(images), len(images) - len(images) % BATCH
+        full = len(images) - len(images) % BATCH
         out = [self._run(images[i:i + BATCH]) for i in range(0, full, BATCH)]
         rest = images[full:]
-        if len(rest) > ALONE_AT_MOST:
-            padded = np.zeros((BATCH, *images.shape[1:]), np.float32)
+        if len(rest):
+            size = min(size for size in SIZES if size >= len(rest))
+            padded = np.zeros((size, *images.shape[1:]), np.float32)
             padded[:len(rest)] = rest
             out.append(self._run(padded)[:len(rest)])
-        else:
-            out.extend(self._run(image[None]) for image in rest)
         return np.concatenate(out) if out else np.zeros((0, *images.shape[1:]), np.float32)

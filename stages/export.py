@@ -19,8 +19,11 @@ def main():
     model = load_model(args.model)
     content = convert(model)
     # the converted model must compute what the Keras model computes, before it replaces anything
-    images = np.random.default_rng(0).random((BATCH + 1, *model.input_shape[1:]), dtype=np.float32)
-    gap = float(np.abs(LiteModel(content, name=args.out)(images) - forward(model)(images)).max())
+    lite, rng = LiteModel(content, name=args.out), np.random.default_rng(0)
+    gap = 0.0
+    for n in (BATCH + 3, 1):   # every entry point: a full batch, a padded one, a single image
+        images = rng.random((n, *model.input_shape[1:]), dtype=np.float32)
+        gap = max(gap, float(np.abs(lite(images) - forward(model)(images)).max()))
     if gap > 1e-3:
         raise NucsegError(f"{args.out}: the converted model differs from {args.model} by {gap:.2g} in probability; "
                           "not written (check the tensorflow and ai-edge-litert versions)")

@@ -27,9 +27,22 @@ def model_file(tmp_path_factory):
     return path
 
 
-def test_predict_command(tmp_path, gray, model_file, capsys):
+@pytest.fixture(scope="module")
+def lite_file(model_file):
+    """The stand-in exported as the export stage does."""
+    from nucseg.evaluate import load_model
+    from nucseg.lite import convert
+
+    path = model_file.with_name("stand_in.tflite")
+    path.write_bytes(convert(load_model(model_file)))
+    return path
+
+
+@pytest.mark.parametrize("which", ["keras", "tflite"])
+def test_predict_command(tmp_path, gray, model_file, lite_file, capsys, which):
     samples, kaggle_zip = gray
-    assert main(["predict", str(kaggle_zip), "--model", str(model_file), "--out", str(tmp_path / "o"),
+    model = model_file if which == "keras" else lite_file
+    assert main(["predict", str(kaggle_zip), "--model", str(model), "--out", str(tmp_path / "o"),
                  "--tile", "48", "--overlap", "8", "--rle", str(tmp_path / "r.csv")]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"{len(samples)} of {len(samples)} images segmented, 0 failed")

@@ -5,7 +5,7 @@ import pytest
 from conftest import ROOT
 from nucseg.evaluate import forward, load_model, predict_probs
 from nucseg.io import NucsegError
-from nucseg.lite import ALONE_AT_MOST, BATCH, LiteModel, convert
+from nucseg.lite import BATCH, SIZES, LiteModel, convert
 from nucseg.model import get_model
 from nucseg.predict import iter_native_probs
 
@@ -25,7 +25,7 @@ def models():
     return keras_model, LiteModel(content), content
 
 
-@pytest.mark.parametrize("n", [1, ALONE_AT_MOST, ALONE_AT_MOST + 1, BATCH, BATCH + 3, 2 * BATCH + ALONE_AT_MOST + 2])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, BATCH, BATCH + 1, 2 * BATCH + 3, 3 * BATCH + 6])
 def test_lite_matches_keras_for_every_batch_size(models, n):
     keras_model, lite, content = models
     images = np.random.default_rng(n).random((n, 64, 64, 1), dtype=np.float32)
