@@ -148,45 +148,49 @@ def _epoch_rate(fit_once, n_images, epochs):
 AUGMENT = dict(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), shift=0.05, blur_sigma=1.0, flip=True)
 
 
-def _ours_rate(x, y, freeze, epochs):
-    """Images/s of our training: the tf.data pipeline with augmentation, batch 16."""
+def train_rate(way, freeze, policy, epochs):
+    """Training images/s of one configuration, in this process. `way`: ``ours`` (the tf.data
+    pipeline with augmentation, batch 16) or ``reference`` (numpy arrays straight into `fit`,
+    batch 16, no augmentation, as the notebook)."""
+    import keras
+
     from nucseg.model import get_model
     from nucseg.train import compile_model, make_dataset
 
+    x, y = _training_arrays()
+    keras.mixed_precision.set_global_policy(policy)
     model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
+    if way == "reference":
+        return _epoch_rate(lambda: model.fit(x[..., None], y[..., None].astype(np.float32), batch_size=16,
+                                             epochs=1, verbose=0), len(x), epochs)
     ds = make_dataset(x, y, 16, shuffle=True, augment=AUGMENT)
     return _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
 
 
+def _child_train_rate(way, freeze, policy, epochs, threads=("", "")):
+    """`train_rate` in a fresh process: measured in one process one after another, later
+    configurations ran up to 1.5x slower than alone. TensorFlow also reads its thread
+    settings (`threads`: intra-op, inter-op; "" = its own choice) only at start-up."""
+    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update({k: v for k, v in zip(names, threads) if v})
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
+            f"print(bench.train_rate({way!r}, {freeze!r}, {policy!r}, {epochs}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
 def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
-    import keras
-
-    from nucseg.model import get_model
-    from nucseg.train import compile_model
-
-    x, y = _training_arrays()
     results = {}
     for freeze in (True, False):
         key = "frozen" if freeze else "trainable"
-        # reference: numpy arrays straight into fit, batch 16, float32, no augmentation
-        keras.mixed_precision.set_global_policy("float32")
-        model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
-        ref = _epoch_rate(lambda: model.fit(x[..., None], y[..., None].astype(np.float32), batch_size=16,
-                                            epochs=1, verbose=0), len(x), epochs)
+        ref = _child_train_rate("reference", freeze, "float32", epochs)
         results[f"{key}_reference_img_s"] = ref
         for policy in policy_names:
-            keras.mixed_precision.set_global_policy(policy)
-            rate = _ours_rate(x, y, freeze, epochs)
+            rate = _child_train_rate("ours", freeze, policy, epochs)
             results[f"{key}_{policy}_img_s"] = rate
             results[f"{key}_{policy}_speedup"] = rate / ref
-        keras.mixed_precision.set_global_policy("float32")
     return results
-
-
-def ours_frozen_train_rate(epochs):
-    """`_ours_rate` with the encoder frozen, float32 (run in a child process by `bench_threads`:
-    TensorFlow reads its thread settings once, at start-up)."""
-    return _ours_rate(*_training_arrays(), True, epochs)
 
 
 THREAD_SETTINGS = {   # name: (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS); "" = TensorFlow's choice
@@ -197,17 +201,10 @@ THREAD_SETTINGS = {   # name: (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS); 
 
 
 def bench_threads(epochs):
-    """The thread-settings lever: frozen-encoder training throughput under each of
-    THREAD_SETTINGS, each in a fresh process."""
-    results = {}
-    for name, (intra, inter) in THREAD_SETTINGS.items():
-        env = {k: v for k, v in os.environ.items() if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
-        env.update({k: v for k, v in (("TF_NUM_INTRAOP_THREADS", intra), ("TF_NUM_INTEROP_THREADS", inter)) if v})
-        code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
-                f"print(bench.ours_frozen_train_rate({epochs}))")
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        results[f"{name}_img_s"] = float(out.stdout.split()[-1])
-    return results
+    """The thread-settings lever: our frozen-encoder training throughput under each of
+    THREAD_SETTINGS."""
+    return {f"{name}_img_s": _child_train_rate("ours", True, "float32", epochs, threads)
+            for name, threads in THREAD_SETTINGS.items()}
 
 
 def bench_infer(model, lite, repeats):
@@ -330,12 +327,6 @@ def main():
         forward = model_flops(model)
         results["model"] = {"forward_gflop_per_image": forward / 1e9,
                             "train_gflop_per_image_trainable": 3 * forward / 1e9}
-    if only & {"infer", "native"}:
-        from nucseg.lite import LiteModel, convert
-
-        start = time.perf_counter()
-        lite = LiteModel(convert(model))
-        results["model"]["litert_convert_s"] = time.perf_counter() - start
 
     if "ingest" in only:
         results["ingest"] = bench_ingest(source, args.repeats)
@@ -348,6 +339,14 @@ def main():
             best * results["model"]["train_gflop_per_image_trainable"] / results["machine"]["sgemm_gflops"])
     if "threads" in only:
         results["threads"] = bench_threads(args.train_epochs)
+    if only & {"infer", "native"}:
+        # converted only now: with the interpreter and the converter's graphs in the process,
+        # training in it ran at half speed (measured: 13 against 26 img/s)
+        from nucseg.lite import LiteModel, convert
+
+        start = time.perf_counter()
+        lite = LiteModel(convert(model))
+        results["model"]["litert_convert_s"] = time.perf_counter() - start
     if "infer" in only:
         results["infer"] = bench_infer(model, lite, args.repeats)
         results["infer"]["litert_fraction_of_sgemm_peak"] = (
