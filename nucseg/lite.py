@@ -47,7 +47,10 @@ def threads():
     """CPU threads for the interpreter: TF_NUM_INTRAOP_THREADS if set (as for TensorFlow, see
     the README on parallel sweeps), else every CPU this process may use."""
     value = os.environ.get("TF_NUM_INTRAOP_THREADS")
-    return int(value) if value else len(os.sched_getaffinity(0))
+    if value:
+        return int(value)
+    affinity = getattr(os, "sched_getaffinity", None)   # Linux; elsewhere every CPU
+    return len(affinity(0)) if affinity else os.cpu_count()
 
 
 def _interpreter_class():
