@@ -5,8 +5,9 @@
     python bench/bench.py --zip data/raw/stage1_train.zip --repeats 5
 
 Prints the results and writes bench/results.json (sections not run keep their last results).
-Times are medians of `--repeats` runs; each figure of ours comes with the reference's, timed in
-the same run, so that the ratio, not the noisy absolute time, is the claim.
+Times are medians of `--repeats` runs (for training: rounds, each configuration once per round,
+in a fresh process); each figure of ours comes with the reference's, timed in the same run, so
+that the ratio, not the noisy absolute time, is the claim.
 Not a test: nothing here asserts a time.
 """
 from __future__ import annotations
@@ -150,8 +151,9 @@ AUGMENT = dict(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), shift=0.05, blur_sig
 
 def train_rate(way, freeze, policy, epochs):
     """Training images/s of one configuration, in this process. `way`: ``ours`` (the tf.data
-    pipeline with augmentation, batch 16) or ``reference`` (numpy arrays straight into `fit`,
-    batch 16, no augmentation, as the notebook)."""
+    pipeline with augmentation, batch 16), ``ours_noaug`` (the same without augmentation: what
+    augmenting costs) or ``reference`` (numpy arrays straight into `fit`, batch 16, no
+    augmentation, as the notebook)."""
     import keras
 
     from nucseg.model import get_model
@@ -163,7 +165,7 @@ def train_rate(way, freeze, policy, epochs):
     if way == "reference":
         return _epoch_rate(lambda: model.fit(x[..., None], y[..., None].astype(np.float32), batch_size=16,
                                              epochs=1, verbose=0), len(x), epochs)
-    ds = make_dataset(x, y, 16, shuffle=True, augment=AUGMENT)
+    ds = make_dataset(x, y, 16, shuffle=True, augment=AUGMENT if way == "ours" else None)
     return _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
 
 
@@ -180,16 +182,31 @@ def _child_train_rate(way, freeze, policy, epochs, threads=("", "")):
     return float(out.stdout.split()[-1])
 
 
-def bench_train(epochs, policy_names=("float32", "mixed_bfloat16")):
+def bench_train(epochs, rounds, policy_names=("float32", "mixed_bfloat16")):
+    """Each configuration `rounds` times, the rounds interleaved (reference, ours, ...; then again),
+    so that a machine slowing down or speeding up over the minutes of the run (a shared VM does)
+    weighs on both sides alike. Reported: medians of the rounds, and the median of the per-round
+    ratios."""
     results = {}
     for freeze in (True, False):
         key = "frozen" if freeze else "trainable"
-        ref = _child_train_rate("reference", freeze, "float32", epochs)
-        results[f"{key}_reference_img_s"] = ref
-        for policy in policy_names:
-            rate = _child_train_rate("ours", freeze, policy, epochs)
-            results[f"{key}_{policy}_img_s"] = rate
-            results[f"{key}_{policy}_speedup"] = rate / ref
+        configs = [("reference", "float32"), *[("ours", p) for p in policy_names]]
+        if freeze:
+            configs.append(("ours_noaug", "float32"))
+        runs = {c: [] for c in configs}
+        for _ in range(rounds):
+            for way, policy in configs:
+                runs[way, policy].append(_child_train_rate(way, freeze, policy, epochs))
+        ref = runs["reference", "float32"]
+        results[f"{key}_reference_img_s"] = statistics.median(ref)
+        results[f"{key}_reference_runs"] = ref
+        for (way, policy), rates in runs.items():
+            if way == "reference":
+                continue
+            name = f"{key}_{policy}" if way == "ours" else f"{key}_{policy}_noaug"
+            results[f"{name}_img_s"] = statistics.median(rates)
+            results[f"{name}_runs"] = rates
+            results[f"{name}_speedup"] = statistics.median(r / q for r, q in zip(rates, ref))
     return results
 
 
@@ -291,13 +308,18 @@ def bench_rss(train_epochs=1):
 
 
 def bench_repro(repeats):
-    """A `dvc repro` with nothing to do, on the committed pipeline."""
+    """A `dvc repro` with nothing to do, on the committed pipeline. Most of it is DVC's own
+    start-up (importing it: about half) and reading dvc.yaml, dvc.lock and params.yaml, which
+    DVC parses with ruamel.yaml: in C when `ruamel.yaml.clib` is installed (a dependency of
+    nucseg for this), else in pure Python."""
+    from ruamel.yaml.main import CParser
+
     def noop():
         subprocess.run(["dvc", "repro"], cwd=ROOT, capture_output=True, check=True)
 
     noop()
     seconds, runs = median_time(noop, repeats)
-    return {"noop_repro_s": seconds, "runs": runs}
+    return {"noop_repro_s": seconds, "runs": runs, "yaml_parser": "C" if CParser else "pure Python"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,8 +355,9 @@ def main():
     if "train" in only:
         # bfloat16 only where the CPU computes in it; elsewhere it is emulated, slower than float32
         policies = ("float32", "mixed_bfloat16") if results["machine"]["bf16"] else ("float32",)
-        results["train"] = bench_train(args.train_epochs, policies)
-        best = max(v for k, v in results["train"].items() if k.startswith("trainable_") and k.endswith("_img_s"))
+        results["train"] = bench_train(args.train_epochs, args.repeats, policies)
+        best = max(v for k, v in results["train"].items()
+                   if k.startswith("trainable_") and k.endswith("_img_s") and "reference" not in k)
         results["train"]["trainable_fraction_of_sgemm_peak"] = (
             best * results["model"]["train_gflop_per_image_trainable"] / results["machine"]["sgemm_gflops"])
     if "threads" in only:

@@ -66,3 +66,19 @@ def test_every_path_the_command_names_is_a_dep_or_an_output(name):
     undeclared = [p for p in paths if not any(p == d or p.startswith(d.rstrip("/") + "/")
                                               or d.startswith(p.rstrip("/") + "/") for d in declared)]
     assert not undeclared, f"{name} reads {undeclared} without tracking them"
+
+
+def test_dvc_reads_this_pipeline_with_the_c_yaml_parser():
+    """Every DVC command parses dvc.yaml, dvc.lock and params.yaml: in pure Python that was a
+    sixth of a no-op `dvc repro` (ruamel.yaml.clib is a dependency for it). The C parser also
+    has to read these files to the same values as the pure one."""
+    from dvc.utils.serialize._yaml import parse_yaml
+    from ruamel.yaml import YAML
+    from ruamel.yaml.main import CParser
+
+    assert CParser is not None, "ruamel.yaml.clib is not installed: pip install -e ."
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        text = (ROOT / name).read_text()
+        yaml_c = YAML(typ="safe")
+        assert yaml_c.Parser is CParser
+        assert parse_yaml(text, name) == YAML(typ="safe", pure=True).load(text), name
