@@ -117,9 +117,15 @@ def cpu_peak():
 
 
 def bench_ingest(source, repeats):
-    ours, ours_all = median_time(lambda: ours_ingest(source), repeats)
-    ref, ref_all = median_time(lambda: reference_ingest(source), repeats)
-    return {"images": len(source.ids), "ours_s": ours, "reference_s": ref, "speedup": ref / ours,
+    """Ours and the reference alternately, `repeats` rounds: the speedup is the median of the
+    per-round ratios, so that the machine changing speed between rounds weighs on both sides."""
+    ours_all, ref_all = [], []
+    for _ in range(repeats):
+        ours_all.append(median_time(lambda: ours_ingest(source), 1)[0])
+        ref_all.append(median_time(lambda: reference_ingest(source), 1)[0])
+    return {"images": len(source.ids), "ours_s": statistics.median(ours_all),
+            "reference_s": statistics.median(ref_all),
+            "speedup": statistics.median(r / o for r, o in zip(ref_all, ours_all)),
             "ours_runs": ours_all, "reference_runs": ref_all}
 
 

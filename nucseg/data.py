@@ -102,7 +102,8 @@ def parallel_map(func, items, jobs=None, desc=None, chunksize=4):
     bar = dict(total=len(items), desc=desc, unit="img", disable=desc is None)
     if jobs == 1 or len(items) < 2:
         return [func(item) for item in tqdm(items, **bar)]
-    # fork keeps the parent's imports (no TensorFlow is loaded in these stages)
+    # fork keeps the parent's imports; the train stage has imported TensorFlow but runs none of it
+    # before these pools, and the workers only decode images (numpy, Pillow, zlib-ng)
     with get_context("fork").Pool(jobs, initializer=_start_worker, initargs=(func,)) as pool:
         return list(tqdm(pool.imap(_call_worker, items, chunksize=chunksize), **bar))
 

@@ -40,7 +40,7 @@ def resolve_weights(encoder_weights):
     path = Path(encoder_weights)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: encoder weights not found; set model encoder_weights to 'imagenet', 'none' "
+            f"{path}: encoder weights not found; set train.encoder_weights in params.yaml to 'imagenet', 'none' "
             "or the path of a MobileNetV2 no-top .h5 file"
         )
     return str(path)
