@@ -1,0 +1,110 @@
+"""int8 LiteRT against the float32 LiteRT the export stage writes: speed, size and test Dice.
+
+    python bench/int8.py        # about 5 minutes on a 2-core CPU; needs dvc repro's outputs
+
+Converts models/unet.keras twice, as `nucseg.lite.convert` does, and once more with full integer
+quantisation (weights and activations int8, float32 in and out) calibrated on 64 batches of
+training images per entry point (512, 256 and 64 images for batches of 8, 4 and 1); predicts the test split at native resolution as the predict
+stage does (windows, TTA per params.yaml) and scores each at threshold 0.5 against the native
+masks; times batches of 8 at 128 px, the two models alternating in 5 rounds. Prints JSON and
+writes bench/int8.json. Not a test: nothing here asserts.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def convert(model, calibration=None):
+    """`nucseg.lite.convert`, optionally with int8 quantisation calibrated on `calibration`."""
+    import keras
+    import tensorflow as tf
+
+    from nucseg.lite import SIGNATURES
+
+    shape = tuple(model.input_shape[1:])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for batch, name in SIGNATURES.items():
+        archive.add_endpoint(name, lambda x: tf.sigmoid(model(x, training=False)),
+                             input_signature=[tf.TensorSpec([batch, *shape], tf.float32, name="image")])
+    with tempfile.TemporaryDirectory(prefix="nucseg-int8-") as saved:
+        archive.write_out(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(SIGNATURES.values()))
+        if calibration is not None:
+            def representative():   # every entry point is calibrated on batches of its own size
+                for size, key in SIGNATURES.items():
+                    for i in range(0, min(len(calibration), 64 * size), size):
+                        yield key, {"image": calibration[i:i + size]}
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+        return converter.convert()
+
+
+def main():
+    from nucseg.data import native_gray, select
+    from nucseg.evaluate import load_model
+    from nucseg.io import RawSource, find_raw, read_ids
+    from nucseg.lite import LiteModel
+    from nucseg.metrics import confusion, scores
+    from nucseg.params import load_params
+    from nucseg.predict import iter_native_probs
+
+    p = load_params("ingest", "predict")
+    model = load_model(ROOT / "models/unet.keras")
+    ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
+    images = np.load(ROOT / "data/ingest/images.npy")
+    train_ids, test_ids = read_ids(ROOT / "data/split/train.txt"), read_ids(ROOT / "data/split/test.txt")
+    calibration = select(images, ids, train_ids)[:512, ..., None].astype(np.float32)
+
+    results, models = {}, {}
+    for name, calib in (("float32", None), ("int8", calibration)):
+        start = time.perf_counter()
+        content = convert(model, calib)
+        results[name] = {"convert_s": time.perf_counter() - start, "size_mb": len(content) / 1e6}
+        models[name] = LiteModel(content, name=name)
+
+    source = RawSource(find_raw(ROOT / "data/raw") or ROOT / "data/raw")
+    labels = np.load(ROOT / "data/masks/labels.npz")
+    probs = {}
+    for name, lite in models.items():
+        grays = (native_gray(source.read_image(i), p["normalization"]) for i in test_ids)
+        probs[name] = dict(zip(test_ids, iter_native_probs(lite, grays, tile=p["tile"], overlap=p["overlap"],
+                                                           batch_size=p["batch_size"], tta=p["tta"])))
+        dice = [float(scores(*confusion(labels[i] > 0, probs[name][i] >= 0.5))["dice"]) for i in test_ids]
+        results[name]["test_native_dice_mean"] = statistics.mean(dice)
+    masks_agree = [float(scores(*confusion(probs["float32"][i] >= 0.5, probs["int8"][i] >= 0.5))["dice"])
+                   for i in test_ids]
+    results["int8_vs_float32"] = {
+        "max_probability_difference": max(float(np.abs(probs["int8"][i] - probs["float32"][i]).max())
+                                          for i in test_ids),
+        "mask_dice_mean": statistics.mean(masks_agree), "mask_dice_min": min(masks_agree)}
+
+    batch = select(images, ids, test_ids)[:64, ..., None].astype(np.float32)
+    rates = {name: [] for name in models}
+    for _ in range(5):
+        for name, lite in models.items():
+            start = time.perf_counter()
+            lite(batch)
+            rates[name].append(len(batch) / (time.perf_counter() - start))
+    for name in models:
+        results[name].update(img_s=statistics.median(rates[name]), img_s_runs=rates[name])
+    results["int8_vs_float32"]["speedup"] = statistics.median(
+        a / b for a, b in zip(rates["int8"], rates["float32"]))
+    (ROOT / "bench/int8.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
