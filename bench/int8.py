@@ -2,11 +2,12 @@
 
     python bench/int8.py        # about 5 minutes on a 2-core CPU; needs dvc repro's outputs
 
-Converts models/unet.keras twice, as `nucseg.lite.convert` does, and once more with full integer
-quantisation (weights and activations int8, float32 in and out) calibrated on 64 batches of
-training images per entry point (512, 256 and 64 images for batches of 8, 4 and 1); predicts the test split at native resolution as the predict
-stage does (windows, TTA per params.yaml) and scores each at threshold 0.5 against the native
-masks; times batches of 8 at 128 px, the two models alternating in 5 rounds. Prints JSON and
+Converts models/unet.keras with `nucseg.lite.convert` twice: as the export stage does, and with
+full integer quantisation (weights and activations int8, float32 in and out) calibrated on 64
+batches of training images per entry point (512, 256 and 64 images for batches of 8, 4 and 1).
+Predicts the test split at native resolution as the predict stage does (windows, TTA per
+params.yaml) and scores each image at threshold 0.5 against the native masks; times 64 test
+images at 128 px (batches of 8), the two models alternating in 5 rounds. Prints JSON and
 writes bench/int8.json. Not a test: nothing here asserts.
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,38 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def convert(model, calibration=None):
-    """`nucseg.lite.convert`, optionally with int8 quantisation calibrated on `calibration`."""
-    import keras
-    import tensorflow as tf
-
-    from nucseg.lite import SIGNATURES
-
-    shape = tuple(model.input_shape[1:])
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    for batch, name in SIGNATURES.items():
-        archive.add_endpoint(name, lambda x: tf.sigmoid(model(x, training=False)),
-                             input_signature=[tf.TensorSpec([batch, *shape], tf.float32, name="image")])
-    with tempfile.TemporaryDirectory(prefix="nucseg-int8-") as saved:
-        archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(SIGNATURES.values()))
-        if calibration is not None:
-            def representative():   # every entry point is calibrated on batches of its own size
-                for size, key in SIGNATURES.items():
-                    for i in range(0, min(len(calibration), 64 * size), size):
-                        yield key, {"image": calibration[i:i + size]}
-
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = representative
-        return converter.convert()
-
-
 def main():
     from nucseg.data import native_gray, select
     from nucseg.evaluate import load_model
     from nucseg.io import RawSource, find_raw, read_ids
-    from nucseg.lite import LiteModel
+    from nucseg.lite import LiteModel, convert
     from nucseg.metrics import confusion, scores
     from nucseg.params import load_params
     from nucseg.predict import iter_native_probs

@@ -26,8 +26,12 @@ BATCH = SIZES[0]
 SIGNATURES = {size: f"batch{size}" for size in SIZES}
 
 
-def convert(model):
-    """The Keras U-Net `model` as a LiteRT flatbuffer (bytes) that outputs probabilities."""
+def convert(model, calibration=None):
+    """The Keras U-Net `model` as a LiteRT flatbuffer (bytes) that outputs probabilities.
+
+    With `calibration` (images (N, H, W, 1) float32), weights and activations are quantised to
+    int8 (float32 in and out), each entry point calibrated on up to 64 batches of its own size
+    (measured with `bench/int8.py`: 1.38x as fast, test Dice 0.907 against 0.908)."""
     import keras
     import tensorflow as tf
 
@@ -40,6 +44,16 @@ def convert(model):
     with tempfile.TemporaryDirectory(prefix="nucseg-export-") as saved:
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(SIGNATURES.values()))
+        if calibration is not None:
+            calibration = np.asarray(calibration, dtype=np.float32)
+
+            def representative():
+                for size, key in SIGNATURES.items():
+                    for i in range(0, min(len(calibration), 64 * size) - size + 1, size):
+                        yield key, {"image": calibration[i:i + size]}
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
         return converter.convert()
 
 
