@@ -5,9 +5,10 @@
     python bench/bench.py --zip data/raw/stage1_train.zip --repeats 5
 
 Prints the results and writes bench/results.json (sections not run keep their last results).
-Times are medians of `--repeats` runs (for training: rounds, each configuration once per round,
-in a fresh process); each figure of ours comes with the reference's, timed in the same run, so
-that the ratio, not the noisy absolute time, is the claim.
+Times are medians of `--repeats` runs; each figure of ours comes with the reference's, timed in
+the same run, so that the ratio, not the noisy absolute time, is the claim. Ingest and training
+alternate ours and the reference in `--repeats` rounds (each training configuration in a fresh
+process) and report the median of the per-round ratios.
 Not a test: nothing here asserts a time.
 """
 from __future__ import annotations

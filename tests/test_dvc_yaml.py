@@ -77,8 +77,7 @@ def test_dvc_reads_this_pipeline_with_the_c_yaml_parser():
     from ruamel.yaml.main import CParser
 
     assert CParser is not None, "ruamel.yaml.clib is not installed: pip install -e ."
+    assert YAML(typ="safe").Parser is CParser   # what DVC's parse_yaml constructs
     for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
         text = (ROOT / name).read_text()
-        yaml_c = YAML(typ="safe")
-        assert yaml_c.Parser is CParser
         assert parse_yaml(text, name) == YAML(typ="safe", pure=True).load(text), name
