@@ -1,4 +1,6 @@
 """The LiteRT model computes what the Keras model computes, for every batch size."""
+import re
+
 import numpy as np
 import pytest
 
@@ -84,34 +86,84 @@ def test_falls_back_to_tensorflows_interpreter_without_ai_edge_litert(models, mo
     assert np.abs(fallback(images) - lite(images)).max() < 1e-5
 
 
-def _run_export_stage(monkeypatch, model_path, out):
+def _run_export_stage(monkeypatch, project, keras_model, precision="float32", min_agreement=0.95):
+    """The export stage as `dvc repro` runs it, in `project`: the model saved there, 24 random
+    images (16 training, 8 validation) and params.yaml's export section."""
     import runpy
 
-    monkeypatch.setattr("sys.argv", ["export.py", "--model", str(model_path), "--out", str(out)])
+    import pandas as pd
+    import yaml
+
+    keras_model.save(project / "unet.keras")
+    ids = [f"img{i:02d}" for i in range(24)]
+    np.save(project / "images.npy", np.random.default_rng(6).random((24, 64, 64), dtype=np.float32))
+    pd.DataFrame({"id": ids}).to_csv(project / "meta.csv", index=False)
+    (project / "train.txt").write_text("".join(f"{i}\n" for i in ids[:16]))
+    (project / "val.txt").write_text("".join(f"{i}\n" for i in ids[16:]))
+    (project / "params.yaml").write_text(yaml.safe_dump(
+        {"export": {"precision": precision, "min_agreement": min_agreement}}))
+    monkeypatch.chdir(project)
+    monkeypatch.setattr("sys.argv", ["export.py", "--model", "unet.keras", "--out", "unet.tflite",
+                                     "--images", "images.npy", "--meta", "meta.csv",
+                                     "--calibrate-ids", "train.txt", "--check-ids", "val.txt"])
     runpy.run_path(str(ROOT / "stages" / "export.py"), run_name="__main__")
 
 
-def test_export_stage_writes_a_model_that_matches(models, tmp_path, monkeypatch):
+def _assert_refused(capsys, project, message):
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: unet.tflite: {message}"), error
+    assert "\n" not in error
+    assert (project / "unet.tflite").read_bytes() == b"previous"
+    assert [p.name for p in project.iterdir() if p.name.startswith(".")] == []   # no temporary left behind
+
+
+def test_export_stage_writes_a_model_that_matches(models, tmp_path, monkeypatch, capsys):
     keras_model, _, _ = models
-    keras_model.save(tmp_path / "unet.keras")
-    _run_export_stage(monkeypatch, tmp_path / "unet.keras", tmp_path / "unet.tflite")
+    _run_export_stage(monkeypatch, tmp_path, keras_model)
     images = np.random.default_rng(5).random((3, 64, 64, 1), dtype=np.float32)
     assert np.abs(load_model(tmp_path / "unet.tflite")(images) - forward(keras_model)(images)).max() < 1e-4
+    assert "(float32, " in capsys.readouterr().out
 
 
 def test_export_stage_refuses_a_conversion_that_differs_and_keeps_the_old_file(models, tmp_path, monkeypatch, capsys):
     keras_model, _, content = models
-    keras_model.save(tmp_path / "unet.keras")
     (tmp_path / "unet.tflite").write_bytes(b"previous")
     other = get_model(64, encoder_weights="none", freeze_encoder=False)   # other random weights
-    monkeypatch.setattr("nucseg.lite.convert", lambda model: convert(other))
+    monkeypatch.setattr("nucseg.lite.convert", lambda model, calibration=None: convert(other))
     with pytest.raises(SystemExit):
-        _run_export_stage(monkeypatch, tmp_path / "unet.keras", tmp_path / "unet.tflite")
-    error = capsys.readouterr().err.strip()
-    assert error.startswith(f"error: {tmp_path / 'unet.tflite'}: the converted model differs from")
-    assert "\n" not in error
+        _run_export_stage(monkeypatch, tmp_path, keras_model)
+    _assert_refused(capsys, tmp_path, "the converted model differs from unet.keras by")
+
+
+def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models, tmp_path, monkeypatch, capsys):
+    """This random-weight model's probabilities all lie within about 0.03 of 0.5, where int8's
+    rounding flips many pixels: its masks agree with the float model's at Dice about 0.8."""
+    keras_model, _, content = models
+    _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.5)
+    written = (tmp_path / "unet.tflite").read_bytes()
+    assert len(written) < 0.4 * len(content)
+    kinds = {t["dtype"] for t in LiteModel(written)._interpreter.get_tensor_details()}
+    assert np.int8 in kinds
+    agreement = float(re.search(r"masks agree at Dice ([0-9.]+) on 8 validation images", capsys.readouterr().out)[1])
+    assert 0.5 < agreement < 1.0
+
+
+def test_export_stage_refuses_int8_below_min_agreement(models, tmp_path, monkeypatch, capsys):
+    keras_model, _, _ = models
+    (tmp_path / "unet.tflite").write_bytes(b"previous")
+    with pytest.raises(SystemExit):
+        _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.99)
+    _assert_refused(capsys, tmp_path, "the int8 model's masks agree with unet.keras's at Dice 0.")
+
+
+def test_export_stage_rejects_an_unknown_precision(models, tmp_path, monkeypatch, capsys):
+    keras_model, _, _ = models
+    (tmp_path / "unet.tflite").write_bytes(b"previous")
+    with pytest.raises(SystemExit):
+        _run_export_stage(monkeypatch, tmp_path, keras_model, precision="fp16")
+    assert capsys.readouterr().err.strip() == ("error: params.yaml: export.precision is 'fp16'; "
+                                               "use one of float32, int8")
     assert (tmp_path / "unet.tflite").read_bytes() == b"previous"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temporary left behind
 
 
 def test_int8_conversion_quantises_and_keeps_the_entry_points(models):
