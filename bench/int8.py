@@ -2,8 +2,9 @@
 
     python bench/int8.py        # about 5 minutes on a 2-core CPU; needs dvc repro's outputs
 
-Converts models/unet.keras with `nucseg.lite.convert` twice: as the export stage does, and with
-full integer quantisation (weights and activations int8, float32 in and out) calibrated on 64
+Converts models/unet.keras with `nucseg.lite.convert` twice, as the export stage does with
+`export.precision` float32 and int8: the latter is full integer quantisation (weights and
+activations int8, float32 in and out) calibrated on 64
 batches of training images per entry point (512, 256 and 64 images for batches of 8, 4 and 1).
 Predicts the test split at native resolution as the predict stage does (windows, TTA per
 params.yaml) and scores each image at threshold 0.5 against the native masks; times 64 test
@@ -39,7 +40,7 @@ def main():
     ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
     images = np.load(ROOT / "data/ingest/images.npy")
     train_ids, test_ids = read_ids(ROOT / "data/split/train.txt"), read_ids(ROOT / "data/split/test.txt")
-    calibration = select(images, ids, train_ids)[:512, ..., None].astype(np.float32)
+    calibration = select(images, ids, train_ids)[..., None]   # as the export stage: convert uses 512
 
     results, models = {}, {}
     for name, calib in (("float32", None), ("int8", calibration)):

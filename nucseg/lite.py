@@ -31,7 +31,9 @@ def convert(model, calibration=None):
 
     With `calibration` (images (N, H, W, 1) float32), weights and activations are quantised to
     int8 (float32 in and out), each entry point calibrated on up to 64 batches of its own size
-    (speed, size and test Dice against float32: `python bench/int8.py`, `bench/int8.json`)."""
+    (at least one: fewer images than a batch are repeated; an entry point left uncalibrated
+    would stay partly float). Speed, size and test Dice against float32: `python bench/int8.py`,
+    `bench/int8.json`."""
     import keras
     import tensorflow as tf
 
@@ -46,11 +48,15 @@ def convert(model, calibration=None):
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=list(SIGNATURES.values()))
         if calibration is not None:
             calibration = np.asarray(calibration, dtype=np.float32)
+            if not len(calibration):
+                raise ValueError("int8 conversion needs calibration images; got none")
 
             def representative():
                 for size, key in SIGNATURES.items():
-                    for i in range(0, min(len(calibration), 64 * size) - size + 1, size):
-                        yield key, {"image": calibration[i:i + size]}
+                    # fewer images than a batch: repeat them, so that every entry point is calibrated
+                    order = np.arange(max(min(len(calibration), 64 * size), size)) % len(calibration)
+                    for i in range(0, len(order) - size + 1, size):
+                        yield key, {"image": calibration[order[i:i + size]]}
 
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative

@@ -117,6 +117,16 @@ def _assert_refused(capsys, project, message):
     assert [p.name for p in project.iterdir() if p.name.startswith(".")] == []   # no temporary left behind
 
 
+def test_int8_calibrates_every_entry_point_from_fewer_images_than_a_batch(models):
+    """Two calibration images still quantise the batch-8 entry point (repeated to fill it):
+    the file is as small as with a full batch, not partly float."""
+    keras_model, _, content = models
+    few = convert(keras_model, np.random.default_rng(7).random((2, 64, 64, 1), dtype=np.float32))
+    assert len(few) < 0.4 * len(content)
+    with pytest.raises(ValueError, match="needs calibration images"):
+        convert(keras_model, np.zeros((0, 64, 64, 1), np.float32))
+
+
 def test_export_stage_writes_a_model_that_matches(models, tmp_path, monkeypatch, capsys):
     keras_model, _, _ = models
     _run_export_stage(monkeypatch, tmp_path, keras_model)
@@ -168,12 +178,14 @@ def test_export_stage_rejects_an_unknown_precision(models, tmp_path, monkeypatch
 
 def test_int8_conversion_quantises_and_keeps_the_entry_points(models):
     """`convert(model, calibration)` quantises weights and activations to int8, float32 in and
-    out: a file under 0.4x the size, int8 tensors inside, every entry point usable, probabilities
-    near the float model's. (How close on the real model: bench/int8.py, test Dice 0.907 against
+    out: the same bytes from the same calibration, a file under 0.4x the size, int8 tensors
+    inside, every entry point usable, probabilities near the float model's. (How close on the real model: bench/int8.py, test Dice 0.907 against
     0.908; a random-weight model's map varies too little to measure that here.)"""
     keras_model, _, content = models
     rng = np.random.default_rng(5)
-    quantised = convert(keras_model, rng.random((8, 64, 64, 1), dtype=np.float32))
+    calibration = rng.random((8, 64, 64, 1), dtype=np.float32)
+    quantised = convert(keras_model, calibration)
+    assert convert(keras_model, calibration) == quantised   # reproducible, byte for byte
     assert len(quantised) < 0.4 * len(content)
     lite8 = LiteModel(quantised)
     kinds = {t["dtype"] for t in lite8._interpreter.get_tensor_details()}

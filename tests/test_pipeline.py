@@ -108,6 +108,18 @@ def test_threshold_reruns_scoring_only(project):
     assert json.loads((project / "metrics" / "evaluate.json").read_text())["threshold"] == 0.4
 
 
+def test_int8_export_reruns_export_and_what_follows(project):
+    """export.precision reruns export and the stages that run its model; nothing is retrained.
+    (min_agreement 0: this one-epoch 32 px model's probabilities hover near 0.5, where int8's
+    rounding flips pixels; the real model's masks agree at Dice 0.99, README.)"""
+    project, _ = project
+    float32_size = (project / "models" / "unet.tflite").stat().st_size
+    set_params(project, **{"export.precision": "int8", "export.min_agreement": 0.0})
+    assert set(json.loads(dvc(project, "status", "--json").stdout)) == {"export"}
+    assert ran(dvc(project, "repro")) == MODEL_STAGES - {"train"}
+    assert (project / "models" / "unet.tflite").stat().st_size < 0.4 * float32_size
+
+
 def test_tile_reruns_the_model_stages_only(project):
     project, _ = project
     windowed = json.loads((project / "models" / "config.json").read_text())
