@@ -1,9 +1,9 @@
 """The trained U-Net as a LiteRT (TensorFlow Lite) model, for fast CPU inference.
 
-The same float32 arithmetic as the Keras model, about twice as fast on the 2-core CPUs measured
-(`bench/bench.py`): the converter folds each BatchNorm into the convolution before it and
-XNNPACK runs the graph with fused, cache-blocked kernels. Probabilities agree with Keras' to
-about 1e-5. XNNPACK needs fixed shapes (with a free batch dimension the transposed convolutions
+By default the same float32 arithmetic as the Keras model, about twice as fast on the 2-core
+CPUs measured (`bench/bench.py`): the converter folds each BatchNorm into the convolution before
+it and XNNPACK runs the graph with fused, cache-blocked kernels. Probabilities agree with Keras'
+to about 1e-5. (`convert` with calibration images quantises to int8 instead.) XNNPACK needs fixed shapes (with a free batch dimension the transposed convolutions
 fall back to slow reference kernels), so the flatbuffer holds one entry point per batch size in
 `SIZES`, sharing one copy of the weights: full batches of `BATCH`, and the images left over
 padded to the smallest size that holds them. (Measured on a Zen 3: 30 ms per image in batches
@@ -31,9 +31,9 @@ def convert(model, calibration=None):
 
     With `calibration` (images (N, H, W, 1) float32), weights and activations are quantised to
     int8 (float32 in and out), each entry point calibrated on up to 64 batches of its own size
-    (at least one: fewer images than a batch are repeated; an entry point left uncalibrated
-    would stay partly float). Speed, size and test Dice against float32: `python bench/int8.py`,
-    `bench/int8.json`."""
+    drawn evenly from `calibration` (at least one: fewer images than a batch are repeated; an
+    entry point left uncalibrated would stay partly float). Speed, size and test Dice against
+    float32: `python bench/int8.py`, `bench/int8.json`; the export stage's `export.precision`."""
     import keras
     import tensorflow as tf
 
@@ -53,9 +53,11 @@ def convert(model, calibration=None):
 
             def representative():
                 for size, key in SIGNATURES.items():
-                    # fewer images than a batch: repeat them, so that every entry point is calibrated
-                    order = np.arange(max(min(len(calibration), 64 * size), size)) % len(calibration)
-                    for i in range(0, len(order) - size + 1, size):
+                    # evenly spaced over the images; fewer than a batch are repeated, so that
+                    # every entry point is calibrated
+                    n = max(min(len(calibration), 64 * size), size)
+                    order = np.arange(n) * len(calibration) // n
+                    for i in range(0, n - size + 1, size):
                         yield key, {"image": calibration[order[i:i + size]]}
 
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

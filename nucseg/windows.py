@@ -85,3 +85,13 @@ def source_windows(source, labels_path, ids, tile, size, normalization="percenti
                            desc="windows")
     groups = np.concatenate([np.full(len(r[0]), k) for k, r in enumerate(results)])
     return (np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results]), groups)
+
+
+def model_inputs(source, labels_path, ids, tile, size, normalization, limit=None, jobs=None):
+    """What the model sees of the images `ids` of a `RawSource`: their windows of `tile` native
+    pixels resized to `size` (spaced half a tile apart, as in training), (K, size, size, 1)
+    float32; at most `limit`, evenly spaced over the images. For int8 calibration and checks."""
+    inputs = source_windows(source, labels_path, ids, tile, size, normalization, jobs=jobs)[0]
+    if limit and len(inputs) > limit:
+        inputs = inputs[np.linspace(0, len(inputs) - 1, limit).round().astype(int)]
+    return inputs[..., None].astype(np.float32)

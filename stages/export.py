@@ -3,23 +3,52 @@ robustness stages run, about twice TensorFlow's speed on a CPU (see nucseg/lite.
 `nucseg predict --model models/unet.tflite` runs it on new images.
 
 `export.precision: float32` keeps the model's arithmetic: refused unless its probabilities match
-the Keras model's to 1e-3. `int8` quantises weights and activations (calibrated on training
-images; a third of the size, about 1.3x as fast): refused unless its masks agree with the Keras
-model's on the validation images at Dice >= `export.min_agreement`.
+the Keras model's to 1e-3. `int8` quantises weights and activations, calibrated on what the model
+sees of the training images (their `base.tile` windows at `img_size`): a third of the size,
+about 1.3x as fast; refused unless its masks agree with the Keras model's on the validation
+images' windows at Dice >= `export.min_agreement`, pooled over their pixels.
 """
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nucseg.data import select
 from nucseg.evaluate import forward, load_model
-from nucseg.io import NucsegError, atomic_path, read_ids
+from nucseg.io import NucsegError, RawSource, atomic_path, find_raw, read_ids
 from nucseg.lite import BATCH, LiteModel, convert
 from nucseg.metrics import confusion, scores
 from nucseg.params import load_params, run
+from nucseg.windows import model_inputs
 
 PRECISIONS = ("float32", "int8")
+CALIBRATION = 512   # images: 64 batches of 8 (convert draws the smaller entry points' from them)
+
+
+def check_params(p):
+    if p["precision"] not in PRECISIONS:
+        raise NucsegError(f"params.yaml: export.precision is {p['precision']!r}; use one of {', '.join(PRECISIONS)}")
+    agreement = p["min_agreement"]
+    if isinstance(agreement, bool) or not isinstance(agreement, (int, float)) or not 0 <= agreement <= 1:
+        raise NucsegError(f"params.yaml: export.min_agreement is {agreement!r}; use a Dice from 0 to 1 (e.g. 0.95)")
+
+
+def inputs_of(ids_path, p, args, limit=None):
+    """What the model sees of the images listed in `ids_path`, (K, img_size, img_size, 1)."""
+    ids = read_ids(ids_path)
+    if not ids:
+        raise NucsegError(f"{ids_path}: no ids; int8 export calibrates and checks on the split's images "
+                          "(rebuild it with 'dvc repro split')")
+    try:
+        if p["tile"]:
+            source = RawSource(find_raw(args.raw) or args.raw)
+            return model_inputs(source, args.labels, ids, p["tile"], p["img_size"], p["normalization"], limit)
+        images = select(np.load(args.images, mmap_mode="r"), pd.read_csv(args.meta)["id"].tolist(), ids)
+        return images[:limit, ..., None].astype(np.float32)
+    except KeyError as exc:
+        raise NucsegError(f"{ids_path}: {exc.args[0]} (not in the ingested data); "
+                          "rebuild it with 'dvc repro split'") from None
 
 
 def float32_gap(lite, model):
@@ -41,40 +70,39 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="the trained .keras model")
     parser.add_argument("--out", required=True, help="the .tflite file to write")
-    parser.add_argument("--images", required=True, help="ingested images (img_size), for int8")
+    parser.add_argument("--images", required=True, help="ingested images (img_size), int8 with tile 0")
     parser.add_argument("--meta", required=True)
-    parser.add_argument("--calibrate-ids", required=True, help="int8: calibrate on these images (training)")
-    parser.add_argument("--check-ids", required=True, help="int8: compare the masks on these (validation)")
+    parser.add_argument("--raw", required=True, help="the raw data, int8 with windows")
+    parser.add_argument("--labels", required=True, help="native label images (.npz), int8 with windows")
+    parser.add_argument("--split", required=True, help="folder with train.txt (calibration), val.txt (check)")
     args = parser.parse_args()
-    p = load_params("export", with_base=False)
-    precision = p.get("precision", "float32")
-    if precision not in PRECISIONS:
-        raise NucsegError(f"params.yaml: export.precision is {precision!r}; use one of {', '.join(PRECISIONS)}")
+    p = load_params("ingest", "export")
+    check_params(p)
     model = load_model(args.model)
-    if precision == "float32":
+    if p["precision"] == "float32":
         content = convert(model)
     else:
-        images, ids = np.load(args.images, mmap_mode="r"), pd.read_csv(args.meta)["id"].tolist()
-        content = convert(model, select(images, ids, read_ids(args.calibrate_ids))[..., None])
+        split = Path(args.split)
+        val = inputs_of(split / "val.txt", p, args)
+        content = convert(model, inputs_of(split / "train.txt", p, args, limit=CALIBRATION))
     # the converted model must compute what the Keras model computes, before it replaces anything
     lite = LiteModel(content, name=args.out)
-    if precision == "float32":
+    if p["precision"] == "float32":
         gap = float32_gap(lite, model)
         if gap > 1e-3:
             raise NucsegError(f"{args.out}: the converted model differs from {args.model} by {gap:.2g} in "
                               "probability; not written (check the tensorflow and ai-edge-litert versions)")
         check = f"max probability difference {gap:.1e}"
     else:
-        check_ids = read_ids(args.check_ids)
-        agreement = mask_agreement(lite, model, select(images, ids, check_ids)[..., None].astype(np.float32))
+        agreement = mask_agreement(lite, model, val)
         if agreement < p["min_agreement"]:
             raise NucsegError(f"{args.out}: the int8 model's masks agree with {args.model}'s at Dice {agreement:.3f} "
-                              f"< export.min_agreement {p['min_agreement']} on {len(check_ids)} validation images; "
-                              "not written (use export.precision: float32)")
-        check = f"masks agree at Dice {agreement:.4f} on {len(check_ids)} validation images"
+                              f"< export.min_agreement {p['min_agreement']} on {len(val)} validation windows; "
+                              "not written (use export.precision: float32, or lower export.min_agreement)")
+        check = f"masks agree at Dice {agreement:.4f} on {len(val)} validation windows"
     with atomic_path(args.out) as tmp:
         tmp.write_bytes(content)
-    print(f"export: {args.model} -> {args.out} ({precision}, {len(content) / 1e6:.1f} MB; {check})")
+    print(f"export: {args.model} -> {args.out} ({p['precision']}, {len(content) / 1e6:.1f} MB; {check})")
 
 
 if __name__ == "__main__":

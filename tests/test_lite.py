@@ -86,9 +86,10 @@ def test_falls_back_to_tensorflows_interpreter_without_ai_edge_litert(models, mo
     assert np.abs(fallback(images) - lite(images)).max() < 1e-5
 
 
-def _run_export_stage(monkeypatch, project, keras_model, precision="float32", min_agreement=0.95):
+def _run_export_stage(monkeypatch, project, keras_model, precision="float32", min_agreement=0.95, n_val=8):
     """The export stage as `dvc repro` runs it, in `project`: the model saved there, 24 random
-    images (16 training, 8 validation) and params.yaml's export section."""
+    images (16 training, `n_val` validation; `base.tile: 0`, so the model sees them whole) and
+    params.yaml's sections."""
     import runpy
 
     import pandas as pd
@@ -98,23 +99,24 @@ def _run_export_stage(monkeypatch, project, keras_model, precision="float32", mi
     ids = [f"img{i:02d}" for i in range(24)]
     np.save(project / "images.npy", np.random.default_rng(6).random((24, 64, 64), dtype=np.float32))
     pd.DataFrame({"id": ids}).to_csv(project / "meta.csv", index=False)
-    (project / "train.txt").write_text("".join(f"{i}\n" for i in ids[:16]))
-    (project / "val.txt").write_text("".join(f"{i}\n" for i in ids[16:]))
-    (project / "params.yaml").write_text(yaml.safe_dump(
-        {"export": {"precision": precision, "min_agreement": min_agreement}}))
+    (project / "split").mkdir(exist_ok=True)
+    (project / "split" / "train.txt").write_text("".join(f"{i}\n" for i in ids[:16]))
+    (project / "split" / "val.txt").write_text("".join(f"{i}\n" for i in ids[16:16 + n_val]))
+    (project / "params.yaml").write_text(yaml.safe_dump({
+        "base": {"img_size": 64, "tile": 0}, "ingest": {"normalization": "percentile"},
+        "export": {"precision": precision, "min_agreement": min_agreement}}))
     monkeypatch.chdir(project)
     monkeypatch.setattr("sys.argv", ["export.py", "--model", "unet.keras", "--out", "unet.tflite",
-                                     "--images", "images.npy", "--meta", "meta.csv",
-                                     "--calibrate-ids", "train.txt", "--check-ids", "val.txt"])
+                                     "--images", "images.npy", "--meta", "meta.csv", "--raw", "raw",
+                                     "--labels", "labels.npz", "--split", "split"])
     runpy.run_path(str(ROOT / "stages" / "export.py"), run_name="__main__")
 
 
 def _assert_refused(capsys, project, message):
     error = capsys.readouterr().err.strip()
-    assert error.startswith(f"error: unet.tflite: {message}"), error
+    assert error.startswith(f"error: {message}"), error
     assert "\n" not in error
     assert (project / "unet.tflite").read_bytes() == b"previous"
-    assert [p.name for p in project.iterdir() if p.name.startswith(".")] == []   # no temporary left behind
 
 
 def test_int8_calibrates_every_entry_point_from_fewer_images_than_a_batch(models):
@@ -142,7 +144,7 @@ def test_export_stage_refuses_a_conversion_that_differs_and_keeps_the_old_file(m
     monkeypatch.setattr("nucseg.lite.convert", lambda model, calibration=None: convert(other))
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model)
-    _assert_refused(capsys, tmp_path, "the converted model differs from unet.keras by")
+    _assert_refused(capsys, tmp_path, "unet.tflite: the converted model differs from unet.keras by")
 
 
 def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models, tmp_path, monkeypatch, capsys):
@@ -154,7 +156,7 @@ def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models
     assert len(written) < 0.4 * len(content)
     kinds = {t["dtype"] for t in LiteModel(written)._interpreter.get_tensor_details()}
     assert np.int8 in kinds
-    agreement = float(re.search(r"masks agree at Dice ([0-9.]+) on 8 validation images", capsys.readouterr().out)[1])
+    agreement = float(re.search(r"masks agree at Dice ([0-9.]+) on 8 validation windows", capsys.readouterr().out)[1])
     assert 0.5 < agreement < 1.0
 
 
@@ -163,17 +165,32 @@ def test_export_stage_refuses_int8_below_min_agreement(models, tmp_path, monkeyp
     (tmp_path / "unet.tflite").write_bytes(b"previous")
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.99)
-    _assert_refused(capsys, tmp_path, "the int8 model's masks agree with unet.keras's at Dice 0.")
+    _assert_refused(capsys, tmp_path, "unet.tflite: the int8 model's masks agree with unet.keras's at Dice 0.")
 
 
-def test_export_stage_rejects_an_unknown_precision(models, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("export, message", [
+    ({"precision": "fp16"}, "params.yaml: export.precision is 'fp16'; use one of float32, int8"),
+    ({"min_agreement": "high"}, "params.yaml: export.min_agreement is 'high'; use a Dice from 0 to 1 (e.g. 0.95)"),
+    ({"min_agreement": True}, "params.yaml: export.min_agreement is True; use a Dice from 0 to 1 (e.g. 0.95)"),
+    ({"min_agreement": 1.5}, "params.yaml: export.min_agreement is 1.5; use a Dice from 0 to 1 (e.g. 0.95)"),
+])
+def test_export_stage_rejects_bad_params_before_converting(models, tmp_path, monkeypatch, capsys, export, message):
     keras_model, _, _ = models
     (tmp_path / "unet.tflite").write_bytes(b"previous")
+    monkeypatch.setattr("nucseg.lite.convert", lambda *a: pytest.fail("converted despite bad params"))
     with pytest.raises(SystemExit):
-        _run_export_stage(monkeypatch, tmp_path, keras_model, precision="fp16")
-    assert capsys.readouterr().err.strip() == ("error: params.yaml: export.precision is 'fp16'; "
-                                               "use one of float32, int8")
-    assert (tmp_path / "unet.tflite").read_bytes() == b"previous"
+        _run_export_stage(monkeypatch, tmp_path, keras_model, **{"precision": "int8", **export})
+    _assert_refused(capsys, tmp_path, message)
+
+
+def test_export_stage_int8_refuses_an_empty_split(models, tmp_path, monkeypatch, capsys):
+    """With no validation images nothing would check the int8 model: refused before converting."""
+    keras_model, _, _ = models
+    (tmp_path / "unet.tflite").write_bytes(b"previous")
+    monkeypatch.setattr("nucseg.lite.convert", lambda *a: pytest.fail("converted with nothing to check on"))
+    with pytest.raises(SystemExit):
+        _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", n_val=0)
+    _assert_refused(capsys, tmp_path, "split/val.txt: no ids; int8 export calibrates and checks on the split's images")
 
 
 def test_int8_conversion_quantises_and_keeps_the_entry_points(models):

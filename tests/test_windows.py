@@ -9,7 +9,7 @@ from nucseg.data import native_gray, resize
 from nucseg.io import NucsegError, RawSource, save_npz
 from nucseg.masks import build_masks
 from nucseg.robustness import robustness
-from nucseg.windows import cut_windows, model_scale_shape, source_windows, windows
+from nucseg.windows import cut_windows, model_inputs, model_scale_shape, source_windows, windows
 
 
 def test_windows_cover_the_image_at_one_scale():
@@ -56,6 +56,19 @@ def test_source_windows_match_native_images(tmp_path):
     expected_images, expected_masks = cut_windows(gray, labels[ids[1]], 64, 32)
     assert np.array_equal(images[per_image:], expected_images) and np.array_equal(masks[per_image:], expected_masks)
     assert masks.any()
+
+
+def test_model_inputs_are_the_windows_evenly_thinned(tmp_path):
+    samples = make_samples(3, shape=(96, 120))
+    source = RawSource(write_kaggle_zip(tmp_path / "raw.zip", samples))
+    save_npz(tmp_path / "labels.npz", build_masks(source, 32, jobs=1)[1])
+    every, _, _ = source_windows(source, tmp_path / "labels.npz", source.ids, tile=64, size=32, jobs=1)
+    assert len(every) == 18                                       # 3 images x 6 windows
+    inputs = model_inputs(source, tmp_path / "labels.npz", source.ids, 64, 32, "percentile", jobs=1)
+    assert inputs.shape == (18, 32, 32, 1) and inputs.dtype == np.float32
+    assert np.array_equal(inputs[..., 0], every)
+    four = model_inputs(source, tmp_path / "labels.npz", source.ids, 64, 32, "percentile", limit=4, jobs=1)
+    assert np.array_equal(four[..., 0], every[[0, 6, 11, 17]])   # 17 * k / 3 rounded: every image
 
 
 def test_source_windows_name_labels_of_the_wrong_size(tmp_path):
