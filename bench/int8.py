@@ -4,8 +4,9 @@
 
 Converts models/unet.keras with `nucseg.lite.convert` twice, as the export stage does with
 `export.precision` float32 and int8: the latter is full integer quantisation (weights and
-activations int8, float32 in and out) calibrated on 64
-batches of training images per entry point (512, 256 and 64 images for batches of 8, 4 and 1).
+activations int8, float32 in and out) calibrated on 512 of the training images' windows (the
+model's inputs with `base.tile`), 64 batches per entry point (512, 256 and 64 windows for
+batches of 8, 4 and 1, drawn evenly from the 512).
 Predicts the test split at native resolution as the predict stage does (windows, TTA per
 params.yaml) and scores each image at threshold 0.5 against the native masks; times 64 test
 images at 128 px (batches of 8), the two models alternating in 5 rounds. Prints JSON and
@@ -13,6 +14,7 @@ writes bench/int8.json. Not a test: nothing here asserts.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -39,8 +41,13 @@ def main():
     model = load_model(ROOT / "models/unet.keras")
     ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
     images = np.load(ROOT / "data/ingest/images.npy")
-    train_ids, test_ids = read_ids(ROOT / "data/split/train.txt"), read_ids(ROOT / "data/split/test.txt")
-    calibration = select(images, ids, train_ids)[..., None]   # as the export stage: convert uses 512
+    test_ids = read_ids(ROOT / "data/split/test.txt")
+    sys.path.insert(0, str(ROOT / "stages"))
+    from export import CALIBRATION, inputs_of   # calibrated exactly as the export stage does
+
+    paths = argparse.Namespace(images=ROOT / "data/ingest/images.npy", meta=ROOT / "data/ingest/meta.csv",
+                               raw=ROOT / "data/raw", labels=ROOT / "data/masks/labels.npz")
+    calibration = inputs_of(ROOT / "data/split/train.txt", p, paths, limit=CALIBRATION)
 
     results, models = {}, {}
     for name, calib in (("float32", None), ("int8", calibration)):
