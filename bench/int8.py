@@ -38,16 +38,16 @@ def main():
     from nucseg.predict import iter_native_probs
 
     p = load_params("ingest", "predict")
-    model = load_model(ROOT / "models/unet.keras")
-    ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
-    images = np.load(ROOT / "data/ingest/images.npy")
-    test_ids = read_ids(ROOT / "data/split/test.txt")
     sys.path.insert(0, str(ROOT / "stages"))
     from export import CALIBRATION, inputs_of   # calibrated exactly as the export stage does
 
     paths = argparse.Namespace(images=ROOT / "data/ingest/images.npy", meta=ROOT / "data/ingest/meta.csv",
                                raw=ROOT / "data/raw", labels=ROOT / "data/masks/labels.npz")
-    calibration = inputs_of(ROOT / "data/split/train.txt", p, paths, limit=CALIBRATION)
+    calibration = inputs_of(ROOT / "data/split/train.txt", p, paths, limit=CALIBRATION)   # before TensorFlow
+    model = load_model(ROOT / "models/unet.keras")
+    ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
+    images = np.load(ROOT / "data/ingest/images.npy")
+    test_ids = read_ids(ROOT / "data/split/test.txt")
 
     results, models = {}, {}
     for name, calib in (("float32", None), ("int8", calibration)):

@@ -3,8 +3,9 @@
 By default the same float32 arithmetic as the Keras model, about twice as fast on the 2-core
 CPUs measured (`bench/bench.py`): the converter folds each BatchNorm into the convolution before
 it and XNNPACK runs the graph with fused, cache-blocked kernels. Probabilities agree with Keras'
-to about 1e-5. (`convert` with calibration images quantises to int8 instead.) XNNPACK needs fixed shapes (with a free batch dimension the transposed convolutions
-fall back to slow reference kernels), so the flatbuffer holds one entry point per batch size in
+to about 1e-5. (`convert` with calibration images quantises to int8 instead.) XNNPACK needs
+fixed shapes (with a free batch dimension the transposed convolutions fall back to slow
+reference kernels), so the flatbuffer holds one entry point per batch size in
 `SIZES`, sharing one copy of the weights: full batches of `BATCH`, and the images left over
 padded to the smallest size that holds them. (Measured on a Zen 3: 30 ms per image in batches
 of one or two, 13 in batches of 4, 11 in batches of 8 or 16.)

@@ -92,6 +92,11 @@ def model_inputs(source, labels_path, ids, tile, size, normalization, limit=None
     pixels resized to `size` (spaced half a tile apart, as in training), (K, size, size, 1)
     float32; at most `limit`, evenly spaced over the images. For int8 calibration and checks."""
     inputs = source_windows(source, labels_path, ids, tile, size, normalization, jobs=jobs)[0]
-    if limit and len(inputs) > limit:
-        inputs = inputs[np.linspace(0, len(inputs) - 1, limit).round().astype(int)]
-    return inputs[..., None].astype(np.float32)
+    return thin(inputs, limit)[..., None].astype(np.float32)
+
+
+def thin(array, limit=None):
+    """At most `limit` rows of `array`, evenly spaced from the first to the last (all if None)."""
+    if limit and len(array) > limit:
+        return array[np.linspace(0, len(array) - 1, limit).round().astype(int)]
+    return array

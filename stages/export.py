@@ -6,7 +6,8 @@ robustness stages run, about twice TensorFlow's speed on a CPU (see nucseg/lite.
 the Keras model's to 1e-3. `int8` quantises weights and activations, calibrated on what the model
 sees of the training images (their `base.tile` windows at `img_size`): a third of the size,
 about 1.3x as fast; refused unless its masks agree with the Keras model's on the validation
-images' windows at Dice >= `export.min_agreement`, pooled over their pixels.
+images' windows at Dice >= `export.min_agreement`, pooled over their pixels (masks at probability
+0.5, whatever `evaluate.threshold`: a check of the conversion, not a score).
 """
 import argparse
 from pathlib import Path
@@ -15,18 +16,21 @@ import numpy as np
 import pandas as pd
 
 from nucseg.data import select
-from nucseg.evaluate import forward, load_model
+from nucseg.evaluate import forward, load_model, predict_probs
 from nucseg.io import NucsegError, RawSource, atomic_path, find_raw, read_ids
 from nucseg.lite import BATCH, LiteModel, convert
 from nucseg.metrics import confusion, scores
 from nucseg.params import load_params, run
-from nucseg.windows import model_inputs
+from nucseg.windows import model_inputs, thin
 
 PRECISIONS = ("float32", "int8")
 CALIBRATION = 512   # images: 64 batches of 8 (convert draws the smaller entry points' from them)
 
 
 def check_params(p):
+    for key in ("precision", "min_agreement"):
+        if key not in p:
+            raise NucsegError(f"params.yaml: export.{key} is missing; add it (see params.yaml in the repository)")
     if p["precision"] not in PRECISIONS:
         raise NucsegError(f"params.yaml: export.precision is {p['precision']!r}; use one of {', '.join(PRECISIONS)}")
     agreement = p["min_agreement"]
@@ -35,20 +39,22 @@ def check_params(p):
 
 
 def inputs_of(ids_path, p, args, limit=None):
-    """What the model sees of the images listed in `ids_path`, (K, img_size, img_size, 1)."""
+    """What the model sees of the images listed in `ids_path`, (K, img_size, img_size, 1), at most
+    `limit` of them, evenly spaced. Runs process pools: call it before TensorFlow starts."""
     ids = read_ids(ids_path)
     if not ids:
         raise NucsegError(f"{ids_path}: no ids; int8 export calibrates and checks on the split's images "
                           "(rebuild it with 'dvc repro split')")
+    tile, size, normalization = p["tile"], p["img_size"], p["normalization"]
     try:
-        if p["tile"]:
+        if tile:
             source = RawSource(find_raw(args.raw) or args.raw)
-            return model_inputs(source, args.labels, ids, p["tile"], p["img_size"], p["normalization"], limit)
+            return model_inputs(source, args.labels, ids, tile, size, normalization, limit)
         images = select(np.load(args.images, mmap_mode="r"), pd.read_csv(args.meta)["id"].tolist(), ids)
-        return images[:limit, ..., None].astype(np.float32)
+        return thin(images, limit)[..., None].astype(np.float32)
     except KeyError as exc:
-        raise NucsegError(f"{ids_path}: {exc.args[0]} (not in the ingested data); "
-                          "rebuild it with 'dvc repro split'") from None
+        raise NucsegError(f"{ids_path}: an id is missing from the ingested data or labels ({exc.args[0]}); "
+                          "rebuild them with 'dvc repro'") from None
 
 
 def float32_gap(lite, model):
@@ -61,8 +67,9 @@ def float32_gap(lite, model):
 
 
 def mask_agreement(lite, model, images):
-    """Dice between the two models' masks (probability >= 0.5), pooled over `images`."""
-    a, b = lite(images)[..., 0] >= 0.5, forward(model)(images)[..., 0] >= 0.5
+    """Dice between the two models' masks (probability >= 0.5), pooled over `images` (N, H, W, 1)."""
+    a = predict_probs(lite, images[..., 0]) >= 0.5
+    b = predict_probs(model, images[..., 0]) >= 0.5
     return float(scores(*(counts.sum() for counts in confusion(a, b)))["dice"])
 
 
@@ -78,13 +85,11 @@ def main():
     args = parser.parse_args()
     p = load_params("ingest", "export")
     check_params(p)
+    if p["precision"] == "int8":   # windows first: their process pools fork before TensorFlow starts
+        val = inputs_of(Path(args.split) / "val.txt", p, args)
+        calibration = inputs_of(Path(args.split) / "train.txt", p, args, limit=CALIBRATION)
     model = load_model(args.model)
-    if p["precision"] == "float32":
-        content = convert(model)
-    else:
-        split = Path(args.split)
-        val = inputs_of(split / "val.txt", p, args)
-        content = convert(model, inputs_of(split / "train.txt", p, args, limit=CALIBRATION))
+    content = convert(model) if p["precision"] == "float32" else convert(model, calibration)
     # the converted model must compute what the Keras model computes, before it replaces anything
     lite = LiteModel(content, name=args.out)
     if p["precision"] == "float32":

@@ -16,6 +16,9 @@ from nucseg.predict import iter_native_probs
 def models():
     """A small U-Net with random weights (decoder BatchNorm statistics moved off their defaults,
     so that folding them into the convolutions is exercised) and its conversion."""
+    import keras
+
+    keras.utils.set_random_seed(0)   # the int8 agreement tests below depend on these weights
     keras_model = get_model(64, encoder_weights="none", freeze_encoder=False)
     rng = np.random.default_rng(3)
     for layer in keras_model.layers:
@@ -149,15 +152,16 @@ def test_export_stage_refuses_a_conversion_that_differs_and_keeps_the_old_file(m
 
 def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models, tmp_path, monkeypatch, capsys):
     """This random-weight model's probabilities all lie within about 0.03 of 0.5, where int8's
-    rounding flips many pixels: its masks agree with the float model's at Dice about 0.8."""
+    rounding flips many pixels: its masks agree with the float model's at Dice about 0.8,
+    reported (min_agreement 0 lets it through)."""
     keras_model, _, content = models
-    _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.5)
+    _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.0)
     written = (tmp_path / "unet.tflite").read_bytes()
     assert len(written) < 0.4 * len(content)
     kinds = {t["dtype"] for t in LiteModel(written)._interpreter.get_tensor_details()}
     assert np.int8 in kinds
     agreement = float(re.search(r"masks agree at Dice ([0-9.]+) on 8 validation windows", capsys.readouterr().out)[1])
-    assert 0.5 < agreement < 1.0
+    assert 0.5 < agreement < 0.99   # int8 flips pixels near 0.5 (and the refusal test below relies on < 0.99)
 
 
 def test_export_stage_refuses_int8_below_min_agreement(models, tmp_path, monkeypatch, capsys):
@@ -193,12 +197,24 @@ def test_export_stage_int8_refuses_an_empty_split(models, tmp_path, monkeypatch,
     _assert_refused(capsys, tmp_path, "split/val.txt: no ids; int8 export calibrates and checks on the split's images")
 
 
+def test_export_stage_int8_names_an_id_the_data_lacks(models, tmp_path, monkeypatch, capsys):
+    keras_model, _, _ = models
+    (tmp_path / "unet.tflite").write_bytes(b"previous")
+    monkeypatch.setattr("nucseg.lite.convert", lambda *a: pytest.fail("converted without its images"))
+    real_read_ids = __import__("nucseg.io", fromlist=["read_ids"]).read_ids
+    monkeypatch.setattr("nucseg.io.read_ids", lambda path: real_read_ids(path) + ["not-ingested"])
+    with pytest.raises(SystemExit):
+        _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8")
+    _assert_refused(capsys, tmp_path, "split/val.txt: an id is missing from the ingested data or labels "
+                                      "(1 ids not in the data, e.g. not-ingested); rebuild them with 'dvc repro'")
+
+
 def test_int8_conversion_quantises_and_keeps_the_entry_points(models):
     """`convert(model, calibration)` quantises weights and activations to int8, float32 in and
     out: the same bytes from the same calibration, a file under 0.4x the size, int8 tensors
     inside, every entry point usable, probabilities near the float model's. (How close on the
-    real model: bench/int8.py, test Dice 0.9075 against 0.9082; a random-weight model's map
-    varies too little to measure that here.)"""
+    real model: bench/int8.py scores test Dice 0.9075 against 0.9082, the pipeline's evaluate
+    0.9069 against 0.9075, README; a random-weight model's map varies too little here.)"""
     keras_model, _, content = models
     rng = np.random.default_rng(5)
     calibration = rng.random((8, 64, 64, 1), dtype=np.float32)
