@@ -25,6 +25,7 @@ from .io import NucsegError
 SIZES = (8, 4, 1)       # batch sizes of the entry points, largest first
 BATCH = SIZES[0]
 SIGNATURES = {size: f"batch{size}" for size in SIZES}
+CALIBRATION_BATCHES = 64   # int8: batches per entry point, at most
 
 
 def convert(model, calibration=None):
@@ -56,7 +57,7 @@ def convert(model, calibration=None):
                 for size, key in SIGNATURES.items():
                     # evenly spaced over the images; fewer than a batch are repeated, so that
                     # every entry point is calibrated
-                    n = max(min(len(calibration), 64 * size), size)
+                    n = max(min(len(calibration), CALIBRATION_BATCHES * size), size)
                     order = np.arange(n) * len(calibration) // n
                     for i in range(0, n - size + 1, size):
                         yield key, {"image": calibration[order[i:i + size]]}

@@ -18,13 +18,13 @@ import pandas as pd
 from nucseg.data import select
 from nucseg.evaluate import forward, load_model, predict_probs
 from nucseg.io import NucsegError, RawSource, atomic_path, find_raw, read_ids
-from nucseg.lite import BATCH, LiteModel, convert
+from nucseg.lite import BATCH, CALIBRATION_BATCHES, LiteModel, convert
 from nucseg.metrics import confusion, scores
 from nucseg.params import load_params, run
 from nucseg.windows import model_inputs, thin
 
 PRECISIONS = ("float32", "int8")
-CALIBRATION = 512   # images: 64 batches of 8 (convert draws the smaller entry points' from them)
+CALIBRATION = CALIBRATION_BATCHES * BATCH   # 512 images (convert draws the smaller entry points' from them)
 
 
 def check_params(p):
@@ -73,6 +73,27 @@ def mask_agreement(lite, model, images):
     return float(scores(*(counts.sum() for counts in confusion(a, b)))["dice"])
 
 
+def export_float32(model, args):
+    """The float32 conversion, refused unless it computes what the Keras model computes."""
+    content = convert(model)
+    gap = float32_gap(LiteModel(content, name=args.out), model)
+    if gap > 1e-3:
+        raise NucsegError(f"{args.out}: the converted model differs from {args.model} by {gap:.2g} in "
+                          "probability; not written (check the tensorflow and ai-edge-litert versions)")
+    return content, f"max probability difference {gap:.1e}"
+
+
+def export_int8(model, calibration, val, min_agreement, args):
+    """The int8 conversion, refused unless its masks agree with the Keras model's on `val`."""
+    content = convert(model, calibration)
+    agreement = mask_agreement(LiteModel(content, name=args.out), model, val)
+    if agreement < min_agreement:
+        raise NucsegError(f"{args.out}: the int8 model's masks agree with {args.model}'s at Dice {agreement:.3f} "
+                          f"< export.min_agreement {min_agreement} on {len(val)} validation windows; "
+                          "not written (use export.precision: float32, or lower export.min_agreement)")
+    return content, f"masks agree at Dice {agreement:.4f} on {len(val)} validation windows"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="the trained .keras model")
@@ -85,26 +106,13 @@ def main():
     args = parser.parse_args()
     p = load_params("ingest", "export")
     check_params(p)
-    if p["precision"] == "int8":   # windows first: their process pools fork before TensorFlow starts
+    # each conversion is checked against the Keras model before it replaces anything
+    if p["precision"] == "float32":
+        content, check = export_float32(load_model(args.model), args)
+    else:   # windows first: their process pools fork before TensorFlow starts
         val = inputs_of(Path(args.split) / "val.txt", p, args)
         calibration = inputs_of(Path(args.split) / "train.txt", p, args, limit=CALIBRATION)
-    model = load_model(args.model)
-    content = convert(model) if p["precision"] == "float32" else convert(model, calibration)
-    # the converted model must compute what the Keras model computes, before it replaces anything
-    lite = LiteModel(content, name=args.out)
-    if p["precision"] == "float32":
-        gap = float32_gap(lite, model)
-        if gap > 1e-3:
-            raise NucsegError(f"{args.out}: the converted model differs from {args.model} by {gap:.2g} in "
-                              "probability; not written (check the tensorflow and ai-edge-litert versions)")
-        check = f"max probability difference {gap:.1e}"
-    else:
-        agreement = mask_agreement(lite, model, val)
-        if agreement < p["min_agreement"]:
-            raise NucsegError(f"{args.out}: the int8 model's masks agree with {args.model}'s at Dice {agreement:.3f} "
-                              f"< export.min_agreement {p['min_agreement']} on {len(val)} validation windows; "
-                              "not written (use export.precision: float32, or lower export.min_agreement)")
-        check = f"masks agree at Dice {agreement:.4f} on {len(val)} validation windows"
+        content, check = export_int8(load_model(args.model), calibration, val, p["min_agreement"], args)
     with atomic_path(args.out) as tmp:
         tmp.write_bytes(content)
     print(f"export: {args.model} -> {args.out} ({p['precision']}, {len(content) / 1e6:.1f} MB; {check})")
