@@ -3,10 +3,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from .io import NucsegError, save_csv, save_json
+
+DEFAULT_TILE = 256   # the pipeline's base.tile, for a model without its config.json
+MODEL_SUFFIXES = (".tflite", ".keras")
+PREDICT_EXIT = ("exit status: 0 every image segmented; 1 bad input or no image segmented; 2 some images "
+                "failed (summary.csv's error column says why); 130 interrupted (summary.csv lists the "
+                "images finished).")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one line and status 1, like any other bad input (argparse's
+    usage block and status 2 would clash with predict's 'some images failed')."""
+
+    def error(self, message):
+        self.exit(1, f"error: {self.prog}: {message}; see '{self.prog} --help'\n")
 
 
 def _segmenter_args(parser):
@@ -17,17 +32,17 @@ def _segmenter_args(parser):
     parser.add_argument("--tile", type=int, default=None,
                         help="native pixels per model input: images are cut into overlapping windows of this "
                              "size (default: the model's training tile from config.json beside it, else 256)")
-    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (default: %(default)s)")
+    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, from 0 to below the tile (default: %(default)s)")
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input (--tile 0)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
     parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest nucleus kept, pixels (default: %(default)s)")
     parser.add_argument("--no-fill-holes", action="store_true")
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
 
-def model_tile(model_path, default=256):
+def model_tile(model_path, default=DEFAULT_TILE):
     """The tile a model was trained with, from the config.json the train stage writes beside it."""
     config = Path(model_path).with_name("config.json")
     try:
@@ -36,10 +51,62 @@ def model_tile(model_path, default=256):
         return default
 
 
-def _segmenter(args, method, model=None):
+def _tile(args):
+    """--tile (0 with --resize), else the model's from config.json beside it, else the default
+    with a note: a model trained at another tile sees images at the wrong scale."""
+    if args.resize:
+        return 0
+    if args.tile is not None:
+        return args.tile
+    tile = model_tile(args.model, default=None)
+    if tile is None and Path(args.model).is_file() and Path(args.model).suffix.lower() in MODEL_SUFFIXES:
+        # (no note for a missing or wrong model file: that is refused next)
+        config = Path(args.model).with_name("config.json")
+        why = f"{config} has no readable tile" if config.exists() else f"no config.json beside {args.model}"
+        print(f"note: {why}; using --tile {DEFAULT_TILE}", file=sys.stderr)
+    return DEFAULT_TILE if tile is None else tile
+
+
+def _check_numbers(args):
+    """Refuse out-of-range numeric options before anything is loaded."""
+    checks = [
+        (0 < args.threshold < 1, "--threshold", args.threshold, "use a probability between 0 and 1, e.g. 0.5"),
+        (args.batch_size >= 1, "--batch-size", args.batch_size, "use 1 or more, e.g. 8"),
+        (args.tile is None or args.tile >= 0, "--tile", args.tile, "use 0 (whole images) or a positive size, e.g. 256"),
+        (args.overlap >= 0, "--overlap", args.overlap, "use 0 or more, below the tile, e.g. 64"),
+        (args.min_size >= 0, "--min-size", args.min_size, "use 0 or more pixels, e.g. 30"),
+    ]
+    for ok, option, value, fix in checks:
+        if not ok:
+            raise NucsegError(f"{option} {value}: out of range; {fix}")
+
+
+def _check_windows(args, tile):
+    if tile and args.overlap >= tile:
+        source = "--tile" if args.tile is not None else f"the tile from {Path(args.model).with_name('config.json')}"
+        raise NucsegError(f"--overlap {args.overlap}: not below the tile, {tile} ({source}); "
+                          f"use a smaller --overlap, e.g. {tile // 4}")
+
+
+def _check_writable(path, option, folder):
+    """Refuse an output path that cannot be written, before any work (nothing is created here)."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise NucsegError(f"{path}: a file, not a folder; give {option} a new or existing folder")
+    if not folder and path.is_dir():
+        raise NucsegError(f"{path}: a folder; give {option} a file name, e.g. {path / 'out.csv'}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NucsegError(f"{path}: {existing} is a file, not a folder; give {option} a path in a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise NucsegError(f"{path}: {existing} is not writable; give {option} a folder you can write to")
+
+
+def _segmenter(args, method, model=None, tile=DEFAULT_TILE):
     from .predict import Segmenter
 
-    tile = 0 if args.resize else args.tile if args.tile is not None else model_tile(args.model)
     return Segmenter(
         method=method, model=model, threshold=args.threshold, tile=tile,
         overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
@@ -48,34 +115,69 @@ def _segmenter(args, method, model=None):
     )
 
 
-def _load_model(path):
+def _not_model(path, reason=""):
+    return NucsegError(f"{path}: not a nucseg model{reason}; pass the export stage's .tflite or the train "
+                       "stage's .keras (models/unet.tflite, models/unet.keras)")
+
+
+def _check_model_path(path):
     if not Path(path).is_file():
         raise NucsegError(f"{path}: no model there; train one with 'dvc repro' or pass --model PATH")
+    if Path(path).suffix.lower() not in MODEL_SUFFIXES:
+        raise _not_model(path)
+
+
+def _load_model(path):
+    _check_model_path(path)
     from .evaluate import load_model
 
-    return load_model(path)
+    try:
+        return load_model(path)
+    except NucsegError:
+        raise
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise _not_model(path, f" ({reason})") from None
 
 
 def cmd_predict(args):
     from .predict import discover, predict_images
 
+    _check_numbers(args)
+    _check_writable(args.out, "--out", folder=True)
+    if args.rle:
+        _check_writable(args.rle, "--rle", folder=False)
     inputs = discover(args.inputs)
     if not inputs:
         raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(('.png', '.tif', '.jpg'))} ...)")
+    tile = _tile(args) if args.method == "unet" else DEFAULT_TILE
+    _check_windows(args, tile)
     model = _load_model(args.model) if args.method == "unet" else None
-    summary = predict_images(inputs, _segmenter(args, args.method, model), args.out, rle_csv=args.rle)
+    try:
+        summary = predict_images(inputs, _segmenter(args, args.method, model, tile), args.out, rle_csv=args.rle)
+    except KeyboardInterrupt:
+        print(f"interrupted; {Path(args.out) / 'summary.csv'} lists the images finished", file=sys.stderr)
+        return 130
     failed = summary["error"].fillna("").astype(bool).sum()
     done = len(summary) - failed
     print(f"{done} of {len(summary)} images segmented, {failed} failed; "
           f"{int(summary['nuclei'].fillna(0).sum())} nuclei; results in {args.out}/ (summary.csv)")
-    return 1 if failed and not done else 0
+    return 0 if not failed else 1 if not done else 2
 
 
 def cmd_evaluate(args):
     from .labelled import evaluate_labelled
 
+    _check_numbers(args)
+    if args.out:
+        _check_writable(args.out, "--out", folder=False)
+    if args.solution and not Path(args.solution).is_file():
+        raise NucsegError(f"{args.solution}: no such file; give --solution the RLE CSV "
+                          "(ImageId, EncodedPixels[, Height, Width])")
+    tile = _tile(args) if "unet" in args.method else DEFAULT_TILE
+    _check_windows(args, tile)
     model = _load_model(args.model) if "unet" in args.method else None
-    segmenters = {m: _segmenter(args, m, model if m == "unet" else None) for m in args.method}
+    segmenters = {m: _segmenter(args, m, model if m == "unet" else None, tile) for m in args.method}
     summary, rows = evaluate_labelled(args.data, segmenters, solution=args.solution)
     print(f"{summary['n_images']} images")
     print(f"{'method':8s} {'Dice':>7s} {'IoU':>7s} {'prec':>7s} {'recall':>7s} {'DSB':>7s} {'F1@.5':>7s} {'count MAE':>9s}")
@@ -102,12 +204,13 @@ def cmd_study(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="nucseg", description=__doc__)
+    parser = _Parser(prog="nucseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="segment images at their own resolution",
                        description="Segment image files, folders, or Kaggle-layout folders/zips. Writes "
-                                   "masks/<id>.png, labels/<id>.tif (16-bit instances) and summary.csv.")
+                                   "masks/<id>.png, labels/<id>.tif (16-bit instances) and summary.csv.",
+                       epilog=PREDICT_EXIT)
     p.add_argument("inputs", nargs="+", help="image files, folders or .zip")
     p.add_argument("--method", choices=("unet", "otsu"), default="unet")
     p.add_argument("--out", required=True, help="output folder")
@@ -140,6 +243,13 @@ def main(argv=None):
     except NucsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:   # a file that cannot be read or written: one line naming it
+        name = exc.filename if exc.filename is not None else ""
+        print(f"error: {name}: {exc.strerror or exc}" if name else f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

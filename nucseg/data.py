@@ -17,27 +17,45 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 def to_gray(image):
     """Any 8/16-bit gray, gray+alpha, RGB or RGBA array to float32 grayscale in [0, 1].
 
-    Alpha is dropped (DSB images carry an opaque one); 16-bit data is scaled by 65535.
+    Alpha is dropped (DSB images carry an opaque one); 16-bit data is scaled by 65535. Float
+    data (ImageJ's "32-bit") within [0, 1] is kept as it is; float data outside it holds raw
+    intensities and is scaled by its own range (clipped, it would be one flat value). NaN or
+    infinite pixels and arrays that are not one image (a stack of planes) raise `ValueError`.
     """
     image = np.asarray(image)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] > 4):
+        raise ValueError(f"not one 2-D image (gray, RGB or RGBA) but an array of shape {image.shape}; "
+                         "save one plane (a 2-D image) or a max projection")
     if image.dtype == np.uint8:
         scale = 255.0
     elif image.dtype in (np.uint16, np.int32, np.uint32) or image.dtype.kind == "i":
         scale = 65535.0
     elif image.dtype == bool:
         scale = 1.0
-    else:  # float data is taken as already in [0, 1]
-        scale = 1.0
+    else:
+        image, scale = _float_to_unit(image), 1.0
     x = image.astype(np.float32) / scale
     if x.ndim == 3:
         channels = x.shape[-1]
         if channels in (3, 4):
             x = x[..., :3] @ LUMA
-        elif channels in (1, 2):
+        else:  # 1 or 2: gray, gray + alpha
             x = x[..., 0]
-        else:
-            raise ValueError(f"cannot make grayscale from {channels} channels")
     return np.clip(x, 0.0, 1.0)
+
+
+def _float_to_unit(image):
+    """Float pixels as they are if within [0, 1], else scaled from their min..max to [0, 1]."""
+    if not np.isfinite(image).all():
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise ValueError(f"has {bad} NaN or infinite pixels; replace them (in Fiji: Process > Math > "
+                         "Remove NaNs) or save the image as 8- or 16-bit")
+    lo, hi = float(image.min()), float(image.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return image
+    if hi == lo:   # one raw value everywhere: flat, as a flat [0, 1] image would be
+        return np.zeros(image.shape, np.float32)
+    return ((image.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
 
 
 def is_color(image, tol=2):

@@ -31,19 +31,54 @@ class NucsegError(Exception):
 # Atomic writes: a reader sees the old file or the new one, never half of one.
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_deferred = None   # while `all_or_nothing` runs: the (temporary, final) paths to rename at its end
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds
+    (inside `all_or_nothing`: only when that whole block succeeds). The file gets the usual
+    permissions (0666 less the umask), not mkstemp's owner-only 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        if _deferred is None:
+            os.replace(tmp, path)
+        else:
+            _deferred.append((tmp, path))
+            tmp = None
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """Every `atomic_path` write inside the block lands only if the whole block succeeds: a stage
+    that fails half-way leaves all of its previous outputs (metrics, plots, arrays) as they were."""
+    global _deferred
+    outer, _deferred = _deferred, []
+    try:
+        yield
+        writes = _deferred
+    except BaseException:
+        for tmp, _ in _deferred:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+    finally:
+        _deferred = outer
+    for tmp, path in writes:
+        if outer is None:
+            os.replace(tmp, path)
+        else:
+            outer.append((tmp, path))
 
 
 def save_npy(path, array):

@@ -7,16 +7,24 @@ import pandas as pd
 from .evaluate import score_native
 
 
-def truth_from_rle(solution, image_id, shape):
-    """The instance label image of `image_id` from an RLE table (ImageId, EncodedPixels[, Height, Width])."""
+def truth_from_rle(solution, image_id, shape, name="solution CSV"):
+    """The instance label image of `image_id` from an RLE table (ImageId, EncodedPixels[, Height, Width]).
+
+    A bad row raises `NucsegError` naming `name` (the CSV) and the ImageId.
+    """
+    from .io import NucsegError
     from .rle import rle_decode
 
     rows = solution[solution["ImageId"] == image_id]
-    if "Height" in rows and "Width" in rows and len(rows):
-        shape = (int(rows["Height"].iloc[0]), int(rows["Width"].iloc[0]))
-    labels = np.zeros(shape, np.int32)
-    for k, rle in enumerate(rows["EncodedPixels"].dropna(), start=1):
-        labels[rle_decode(rle, shape) > 0] = k
+    try:
+        if "Height" in rows and "Width" in rows and len(rows):
+            shape = (int(rows["Height"].iloc[0]), int(rows["Width"].iloc[0]))
+        labels = np.zeros(shape, np.int32)
+        for k, rle in enumerate(rows["EncodedPixels"].dropna(), start=1):
+            labels[rle_decode(rle, shape) > 0] = k
+    except (ValueError, TypeError) as exc:
+        raise NucsegError(f"{name}: ImageId {image_id}: {exc}; correct that row (EncodedPixels: 1-based "
+                          "column-major 'start length' pairs within Height x Width) or remove it") from None
     return labels
 
 
@@ -44,10 +52,15 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
     source = RawSource(data, require_masks=solution is None)
     ids = source.ids
     if solution is not None:
-        solution = pd.read_csv(solution)
+        solution_name = str(solution)
+        try:
+            solution = pd.read_csv(solution)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise NucsegError(f"{solution_name}: not a readable CSV ({str(exc).strip().splitlines()[0]}); expected "
+                              "columns ImageId, EncodedPixels[, Height, Width]") from None
         missing = {"ImageId", "EncodedPixels"} - set(solution.columns)
         if missing:
-            raise NucsegError(f"solution CSV lacks column(s) {', '.join(sorted(missing))}; expected "
+            raise NucsegError(f"{solution_name}: lacks column(s) {', '.join(sorted(missing))}; expected "
                               "ImageId, EncodedPixels[, Height, Width]")
         ids = [i for i in ids if i in set(solution["ImageId"])]
         if not ids:
@@ -55,8 +68,15 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
     truths, preds = [], {name: [] for name in segmenters}
     for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
         raw = source.read_image(image_id)
-        truths.append(truth_from_rle(solution, image_id, raw.shape[:2]) if solution is not None
-                      else read_labels(source, image_id))
+        if solution is not None:
+            truth = truth_from_rle(solution, image_id, raw.shape[:2], solution_name)
+            if truth.shape != raw.shape[:2]:
+                raise NucsegError(f"{solution_name}: ImageId {image_id} is {truth.shape[1]}x{truth.shape[0]} "
+                                  f"(Width x Height) but its image is {raw.shape[1]}x{raw.shape[0]}; "
+                                  "correct its Height and Width")
+            truths.append(truth)
+        else:
+            truths.append(read_labels(source, image_id))
         for name, seg in segmenters.items():
             preds[name].append(seg.labels(seg.mask(raw)))
     summary, frames = {"n_images": len(ids)}, []

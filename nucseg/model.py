@@ -6,6 +6,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from .io import NucsegError
+
 SKIP_LAYERS = (
     "block_1_expand_relu",   # size / 2
     "block_3_expand_relu",   # size / 4
@@ -78,9 +80,16 @@ def get_model(img_size=128, encoder_weights="imagenet", freeze_encoder=None, dro
     x = layers.Concatenate(name="gray_to_rgb")([inputs, inputs, inputs])
     x = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(x)
 
-    base = keras.applications.MobileNetV2(
-        input_shape=(img_size, img_size, 3), include_top=False, weights=weights
-    )
+    try:
+        base = keras.applications.MobileNetV2(input_shape=(img_size, img_size, 3), include_top=False, weights=weights)
+    except Exception as exc:   # Keras raises a bare Exception when its download fails
+        if weights != "imagenet" or "URL fetch failure" not in str(exc):
+            raise
+        cache = Path(keras.src.backend.config.keras_home()) / "models" / \
+            f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{img_size}_no_top.h5"
+        raise NucsegError(f"{cache}: Keras could not download MobileNetV2's ImageNet weights ({exc}); put a no-top "
+                          "MobileNetV2 .h5 there (README: Offline machines), or set train.encoder_weights in "
+                          "params.yaml to its path or to none") from None
     encoder = keras.Model(base.input, [base.get_layer(n).output for n in SKIP_LAYERS], name="encoder")
     encoder.trainable = not freeze_encoder
 

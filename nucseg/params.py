@@ -1,29 +1,198 @@
-"""Reading a stage's section of params.yaml, and running stage scripts with one-line errors."""
+"""Reading a stage's section of params.yaml, checked, and running stage scripts with one-line errors.
+
+Every key of params.yaml has a rule in `SCHEMA` (its type, range or choices). `load_params`
+checks every known section present in the file, not only the stage's own, so that a bad value
+stops the first stage that reads params (before a half-hour training, say) with one line:
+
+    error: params.yaml: split.val is 1.5; use a number from 0 to 1 (below 1), e.g. 0.1
+"""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import yaml
 
-from .io import NucsegError
+from .io import NucsegError, all_or_nothing
+
+
+class Rule:
+    """A param's check: `accepts(value)` and, for the error, what to `use` instead."""
+
+    def __init__(self, accepts, use):
+        self.accepts, self.use = accepts, use
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(low, example, multiple=1):
+    use = f"an integer >= {low}" + (f", a multiple of {multiple}" if multiple > 1 else "") + f", e.g. {example}"
+    return Rule(lambda v: _is_int(v) and v >= low and v % multiple == 0, use)
+
+
+def number(low=-math.inf, high=math.inf, *, example, low_open=False, high_open=False, use=None):
+    def accepts(v):
+        return (_is_number(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high))
+
+    if use is None:
+        if high == math.inf:
+            use = f"a number {'>' if low_open else '>='} {low:g}, e.g. {example}"
+        else:
+            bounds = [f"above {low:g}"] * low_open + [f"below {high:g}"] * high_open
+            use = f"a number from {low:g} to {high:g}" + (f" ({' and '.join(bounds)})" if bounds else "") + \
+                f", e.g. {example}"
+    return Rule(accepts, use)
+
+
+def choice(*options):
+    return Rule(lambda v: v in options, f"one of {', '.join(map(str, options))}")
+
+
+def _is_range(v, low):
+    return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_number, v)) and low <= v[0] <= v[1]
+
+
+BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+DEGRADATIONS = ("gaussian_noise", "poisson_noise", "blur", "linear_gradient", "radial_gradient", "low_contrast",
+                "salt_and_pepper")   # nucseg.degrade.DEGRADATIONS' names (a test keeps them equal)
+
+SCHEMA = {
+    "base": {
+        "seed": integer(0, 42),
+        "img_size": integer(32, 128, multiple=32),
+        "tile": Rule(lambda v: _is_int(v) and (v == 0 or v >= 32), "0 (whole images) or an integer >= 32, e.g. 256"),
+    },
+    "ingest": {"normalization": choice("percentile", "none")},
+    "split": {"val": number(0, 1, high_open=True, example=0.1), "test": number(0, 1, high_open=True, example=0.1)},
+    "otsu": {"invert_above": number(0, 1, example=0.5)},
+    "train": {
+        "encoder_weights": Rule(lambda v: isinstance(v, str) and v != "",
+                                "imagenet, none or the path of a MobileNetV2 no-top .h5 file"),
+        "freeze_encoder": Rule(lambda v: v is None or isinstance(v, bool), "null (frozen when pretrained), true or false"),
+        "dropout": number(0, 1, high_open=True, example=0.0),
+        "loss": choice("bce", "dice", "bce_dice"),
+        "pos_weight": number(0, low_open=True, example=1.0),
+        "learning_rate": number(0, low_open=True, example=0.001),
+        "lr_decay": number(0, example=0.1),
+        "epochs": integer(1, 10),
+        "patience": integer(1, 15),
+        "batch_size": integer(1, 16),
+        "finetune_epochs": integer(0, 30),
+        "finetune_learning_rate": number(0, low_open=True, example=0.0005),
+        "strategy": choice("default", "mirrored", "multi_worker"),
+        "augment": Rule(lambda v: v is None or isinstance(v, dict), "a mapping of augmentations (or null: none)"),
+    },
+    "train.augment": {
+        "brightness": Rule(lambda v: _is_range(v, -math.inf), "a range [low, high], e.g. [-0.1, 0.1]"),
+        "contrast": Rule(lambda v: _is_range(v, 0) and v[0] > 0, "a range [low, high] of factors above 0, e.g. [0.8, 1.2]"),
+        "shift": number(0, 0.5, example=0.05),
+        "blur_sigma": number(0, example=1.0),
+        "flip": BOOLEAN,
+        "degrade": number(0, 1, example=0.5),
+    },
+    "export": {"precision": choice("float32", "int8"),
+               "min_agreement": number(0, 1, use="a Dice from 0 to 1 (e.g. 0.95)", example=0.95)},
+    "predict": {"batch_size": integer(1, 32), "tta": BOOLEAN, "overlap": integer(0, 64)},
+    "instances": {
+        "min_size": integer(0, 30),
+        "fill_holes": BOOLEAN,
+        "split_touching": BOOLEAN,
+        "split_depth": number(0, example=1.0),
+        "smooth": number(0, example=1.0),
+    },
+    "evaluate": {"threshold": number(0, 1, low_open=True, high_open=True, example=0.5),
+                 "gallery_images": integer(1, 6)},
+    "robustness": {
+        "degradations": Rule(lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(d, str) for d in v),
+                             f"a list of degradations ({', '.join(DEGRADATIONS)})"),
+        "severities": Rule(lambda v: isinstance(v, dict) and all(
+            isinstance(s, list) and len(s) > 0 and all(map(_is_number, s)) for s in v.values()),
+            "a mapping from each degradation to its list of severities (numbers)"),
+        "example": Rule(lambda v: isinstance(v, str), "a test image id, or \"\" for the first"),
+    },
+}
+# Values YAML reads as text though they are numbers (1e-3 without a point, say): taken as numbers.
+NUMERIC_TEXT_OK = {"train.learning_rate", "train.finetune_learning_rate", "train.pos_weight"}
+
+
+def _check_section(path, name, values, required):
+    schema = SCHEMA[name]
+    if not isinstance(values, dict):
+        raise NucsegError(f"{path}: '{name}' is not a section of keys; see params.yaml in the repository")
+    for key, value in values.items():
+        dotted = f"{name}.{key}"
+        if key not in schema:
+            raise NucsegError(f"{path}: {dotted} is not a nucseg param; fix its spelling or remove it "
+                              f"(the {name} params: {', '.join(schema)})")
+        if dotted in NUMERIC_TEXT_OK and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if not schema[key].accepts(value):
+            raise NucsegError(f"{path}: {dotted} is {value!r}; use {schema[key].use}")
+        if dotted in SCHEMA and value:
+            _check_section(path, dotted, value, required=False)
+    if required:
+        for key in schema:
+            if key not in values:
+                raise NucsegError(f"{path}: {name}.{key} is missing; add it (see params.yaml in the repository)")
+
+
+def check_params(params, path="params.yaml", required=()):
+    """Check every known section of `params` (the whole file); the `required` ones must be complete.
+    Raises `NucsegError` naming the first bad key and what to use."""
+    for name, values in params.items():
+        if name in SCHEMA:
+            _check_section(path, name, values or {}, required=name in required)
+    split = params.get("split") or {}
+    if _is_number(split.get("val")) and _is_number(split.get("test")) and split["val"] + split["test"] >= 1:
+        raise NucsegError(f"{path}: split.val + split.test is {split['val'] + split['test']:g}; "
+                          "use fractions that leave images to train on (a sum below 1)")
+    tile, overlap = (params.get("base") or {}).get("tile"), (params.get("predict") or {}).get("overlap")
+    if _is_int(tile) and _is_int(overlap) and tile and overlap >= tile:
+        raise NucsegError(f"{path}: predict.overlap is {overlap} with base.tile {tile}; "
+                          "use an overlap below the tile, e.g. a quarter of it")
+    robustness = params.get("robustness") or {}
+    severities = robustness.get("severities") if isinstance(robustness.get("severities"), dict) else {}
+    for key, names in (("degradations", robustness.get("degradations") or []), ("severities", severities)):
+        for name in names:
+            if name not in DEGRADATIONS:
+                raise NucsegError(f"{path}: robustness.{key} names {name!r}, which nucseg does not know; "
+                                  f"use {', '.join(DEGRADATIONS)}")
+    for name in robustness.get("degradations") or []:
+        if severities and name not in severities:
+            raise NucsegError(f"{path}: robustness.degradations names {name} but robustness.severities does not; "
+                              "add its severities")
 
 
 def load_params(*sections, path="params.yaml", with_base=True):
-    """The `sections` of params.yaml merged, in order, over its `base` section (seed and size)."""
+    """The `sections` of params.yaml merged, in order, over its `base` section (seed, size, tile),
+    after checking the whole file (`check_params`)."""
     params = yaml.safe_load(Path(path).read_text()) or {}
-    merged = dict(params.get("base", {})) if with_base else {}
     for section in sections:
         if section not in params:
             raise NucsegError(f"{path}: no '{section}' section; add it (see params.yaml in the repository)")
+    check_params(params, path, required=set(sections) | ({"base"} if with_base and "base" in params else set()))
+    merged = dict(params.get("base", {})) if with_base else {}
+    for section in sections:
         merged.update(params[section] or {})
     return merged
 
 
 def run(main):
-    """Run a stage's `main()`; bad input ends it with one line on stderr and exit status 1."""
+    """Run a stage's `main()`; bad input ends it with one line on stderr and exit status 1.
+    Its outputs land all together at the end, or not at all (`nucseg.io.all_or_nothing`)."""
     try:
-        main()
+        with all_or_nothing():
+            main()
     except (NucsegError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -39,26 +39,48 @@ def read_any_image(path):
     """An image file as an array; TIFFs through tifffile (microscopy TIFFs), the rest through Pillow."""
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            array = tifffile.imread(path)
-        except Exception as exc:  # tifffile raises many types for a broken file
-            raise NucsegError(f"{path}: not a readable TIFF ({exc}); {USER_FIX}") from None
-        array = np.squeeze(array)
-        if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
-            array = np.moveaxis(array, 0, -1)   # channels first, as ImageJ writes them
-        if array.ndim not in (2, 3) or array.size == 0:
-            raise NucsegError(f"{path}: expected one 2-D image (gray or RGB), found shape {array.shape}")
-        return array
+        return _read_tiff(path)
     return decode_png(path.read_bytes(), str(path), fix=USER_FIX)
+
+
+def _read_tiff(path):
+    """One 2-D image from a TIFF, by its axes: Y, X and, as the last axis, samples (S: gray +
+    alpha, or RGB(A) where the photometric tag says RGB). A stack (planes along Z, T, C or pages)
+    is refused rather than guessed at: three planes are not an RGB image."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            array, axes = series.asarray(), series.axes
+            photometric = getattr(tif.pages[0].photometric, "name", "")
+    except Exception as exc:  # tifffile raises many types for a broken file
+        raise NucsegError(f"{path}: not a readable TIFF ({exc}); {USER_FIX}") from None
+    if array.size == 0:
+        raise NucsegError(f"{path}: image has no pixels; {USER_FIX}")
+    shape = array.shape
+    keep = [k for k, n in enumerate(shape) if n > 1]   # drop length-1 axes, as np.squeeze
+    array, axes = array.reshape([shape[k] for k in keep]), "".join(axes[k] for k in keep)
+    if "S" in axes:
+        array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
+    planes = int(np.prod([n for n, a in zip(array.shape, axes) if a not in "YXS"], dtype=np.int64))
+    samples = array.shape[-1] if axes.endswith("S") else 1
+    if planes > 1:
+        raise NucsegError(f"{path}: a stack of {planes} planes {shape}; save one plane (a 2-D image, e.g. "
+                          "the nuclear stain's channel) or a max projection")
+    if samples > 2 and photometric not in ("RGB", "YCBCR") or samples > 4 or axes.rstrip("S") != "YX":
+        raise NucsegError(f"{path}: a {photometric or 'TIFF'} image of shape {shape} (axes {series.axes}) is "
+                          f"not one gray or RGB image; {USER_FIX}")
+    return array
 
 
 def discover(paths):
     """The images named by `paths`, each an image file, a folder or a Kaggle-layout zip.
 
-    A folder in the Kaggle layout (``<id>/images/<id>.png``) gives one image per id; any other
-    folder gives every image file under it (ids: the path below the folder, '/' as '__').
+    A folder in the Kaggle layout (``<id>/images/<id>.png``), or holding such folders one level
+    down (``stage1_test/<id>/images/<id>.png``), gives one image per id; any other folder gives
+    every image file under it (ids: the path below the folder, '/' as '__') except those in a
+    ``masks/`` folder, which hold nucleus masks, not images.
     """
     found = []
     for path in map(Path, paths):
@@ -66,12 +88,8 @@ def discover(paths):
             found += _from_source(RawSource(path, require_masks=False))
         elif path.is_file():
             found.append(InputImage(path.stem, str(path), lambda p=path: read_any_image(p)))
-        elif path.is_dir() and any(path.glob("*/images/*.png")):
-            found += _from_source(RawSource(path, require_masks=False))
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            found += [InputImage(str(p.relative_to(path).with_suffix("")).replace("/", "__"), str(p),
-                                 lambda p=p: read_any_image(p)) for p in files]
+            found += _from_folder(path)
         else:
             raise NucsegError(f"{path}: no such file or folder (give image files, folders or a .zip)")
     ids = [f.id for f in found]
@@ -79,6 +97,23 @@ def discover(paths):
     if duplicates:
         raise NucsegError(f"two inputs share the id '{duplicates[0]}'; rename one or give them in separate runs")
     return found
+
+
+def _is_kaggle(folder):
+    return any(folder.glob("*/images/*.png"))
+
+
+def _from_folder(path):
+    """The images of a folder: Kaggle-layout ones through `RawSource`, the rest file by file."""
+    if _is_kaggle(path):
+        return _from_source(RawSource(path, require_masks=False))
+    roots = [d for d in sorted(path.iterdir()) if d.is_dir() and _is_kaggle(d)]   # e.g. stage1_test/
+    found = [item for root in roots for item in _from_source(RawSource(root, require_masks=False))]
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and "masks" not in p.relative_to(path).parts[:-1]
+                   and not any(root in p.parents for root in roots))
+    return found + [InputImage(str(p.relative_to(path).with_suffix("")).replace("/", "__"), str(p),
+                               lambda p=p: read_any_image(p)) for p in files]
 
 
 def _from_source(source):
@@ -139,7 +174,19 @@ def _blend(shape, boxes, probs, overlap):
         wgt = np.outer(_ramp(th, overlap if th < h else 0), _ramp(tw, overlap if tw < w else 0))
         total[y:y + th, x:x + tw] += resize(p, (th, tw)) * wgt
         weight[y:y + th, x:x + tw] += wgt
+    if not weight.all():   # windows with gaps (overlap < 0): refuse rather than return NaN there
+        raise ValueError(f"the windows leave {int(weight.size - np.count_nonzero(weight))} of {h}x{w} pixels "
+                         f"uncovered (overlap {overlap}); use an overlap from 0 to below the tile")
     return total / weight
+
+
+def check_windows(tile, overlap):
+    """Refuse a `tile` and `overlap` that cannot tile an image: negative ones, or an overlap of a
+    whole tile or more (no step forward: hundreds of thousands of windows)."""
+    if tile < 0 or overlap < 0:
+        raise ValueError(f"tile {tile}, overlap {overlap}: neither may be negative (tile 0: whole images)")
+    if tile and overlap >= tile:
+        raise ValueError(f"overlap {overlap} is not below the tile {tile}; use a smaller overlap, e.g. {tile // 4}")
 
 
 @dataclass
@@ -163,6 +210,12 @@ class Segmenter:
             raise ValueError(f"unknown method {self.method!r}: use unet or otsu")
         if self.method == "unet" and self.model is None:
             raise ValueError("the unet method needs a model")
+        if self.method == "unet":   # Otsu uses none of these
+            check_windows(self.tile, self.overlap)
+            if not 0 < self.threshold < 1:
+                raise ValueError(f"threshold {self.threshold} is not a probability; use one between 0 and 1, e.g. 0.5")
+            if self.batch_size < 1:
+                raise ValueError(f"batch size {self.batch_size}; use 1 or more")
 
     def mask(self, raw):
         gray = native_gray(raw, self.normalization)
@@ -175,12 +228,14 @@ class Segmenter:
         return instances(mask, **(self.instance_params or {}))
 
 
-def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
+def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, checkpoint_seconds=30):
     """Segment every input and write, per image, ``masks/<id>.png`` (0/255) and
     ``labels/<id>.tif`` (16-bit instance labels), plus ``summary.csv`` over all images.
 
     A file that cannot be read or segmented is reported by name and skipped; its summary row says
-    why. Returns the summary table.
+    why. ``summary.csv`` is rewritten every `checkpoint_seconds` and when the run stops for any
+    reason (Ctrl-C included), so it always lists the images whose masks are written; the RLE CSV
+    is written once all images are done. Returns the summary table.
     """
     import tifffile
 
@@ -188,33 +243,46 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     rows, rles = [], []
-    for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):
-        start = time.perf_counter()
-        try:
-            raw = item.load()
-            mask = segmenter.mask(raw)
-            labels = segmenter.labels(mask)
-        except (NucsegError, ValueError, OSError) as exc:
-            message = str(exc) if item.name in str(exc) else f"{item.name}: {exc}"
-            tqdm.write(f"skipped: {message}")
-            rows.append({"id": item.id, "source": item.name, "error": str(exc)})
-            continue
-        with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
-            Image.fromarray(mask * 255).save(tmp, format="PNG")
-        with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
-            tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
-        areas = np.bincount(labels.ravel())[1:]
-        rows.append({
-            "id": item.id, "source": item.name, "width": mask.shape[1], "height": mask.shape[0],
-            "nuclei": int(labels.max()), "mean_area": float(areas.mean()) if areas.size else 0.0,
-            "median_area": float(np.median(areas)) if areas.size else 0.0,
-            "seconds": round(time.perf_counter() - start, 3), "error": "",
-        })
-        if rle_csv:
-            rles += [(item.id, r) for r in labels_to_rles(labels)] or [(item.id, "")]
-    summary = pd.DataFrame(rows, columns=["id", "source", "width", "height", "nuclei", "mean_area",
-                                          "median_area", "seconds", "error"])
-    save_csv(out_dir / "summary.csv", summary)
+    last_saved = time.monotonic()
+    try:
+        for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):
+            start = time.perf_counter()
+            try:
+                raw = item.load()
+                mask = segmenter.mask(raw)
+                labels = segmenter.labels(mask)
+            except (NucsegError, ValueError, OSError, MemoryError) as exc:
+                error = ("not enough memory for this image; use a smaller --batch-size, or crop the image"
+                         if isinstance(exc, MemoryError) else str(exc))
+                tqdm.write(f"skipped: {error if item.name in error else f'{item.name}: {error}'}")
+                rows.append({"id": item.id, "source": item.name, "error": error})
+                continue
+            with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
+                Image.fromarray(mask * 255).save(tmp, format="PNG")
+            with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
+                tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
+            areas = np.bincount(labels.ravel())[1:]
+            rows.append({
+                "id": item.id, "source": item.name, "width": mask.shape[1], "height": mask.shape[0],
+                "nuclei": int(labels.max()), "mean_area": float(areas.mean()) if areas.size else 0.0,
+                "median_area": float(np.median(areas)) if areas.size else 0.0,
+                "seconds": round(time.perf_counter() - start, 3), "error": "",
+            })
+            if rle_csv:
+                rles += [(item.id, r) for r in labels_to_rles(labels)] or [(item.id, "")]
+            if time.monotonic() - last_saved > checkpoint_seconds:   # survives even a kill -9
+                _summary(rows, out_dir)
+                last_saved = time.monotonic()
+    finally:
+        summary = _summary(rows, out_dir)
     if rle_csv:
         save_csv(rle_csv, pd.DataFrame(rles, columns=["ImageId", "EncodedPixels"]))
+    return summary
+
+
+def _summary(rows, out_dir):
+    """The summary table of `rows`, written to ``out_dir/summary.csv``."""
+    summary = pd.DataFrame(rows, columns=["id", "source", "width", "height", "nuclei", "mean_area",
+                                          "median_area", "seconds", "error"])
+    save_csv(Path(out_dir) / "summary.csv", summary)
     return summary

@@ -1,6 +1,8 @@
 """How the U-Net and Otsu hold up when the test images are degraded."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .degrade import degrade
@@ -40,24 +42,35 @@ def robustness(predict, images, masks, labels, degradations, threshold=0.5, inve
     examples : dict name -> (degraded image, truth, Otsu mask, U-Net mask) at the worst severity
     """
     results, examples = {}, {}
+    scored = {}   # images already scored, by content: every degradation's clean level is the same
     for name, severities in degradations.items():
         results[name] = []
         for level, severity in enumerate(severities):
             degraded = [degrade(im, name, severity, seed=seed * 1_000_003 + i) for i, im in enumerate(images)]
-            preds = {"otsu": [otsu_segment(im, invert_above) for im in degraded],
-                     "unet": [(p > threshold).astype(np.uint8) for p in predict(degraded)]}
-            row = {"severity": float(severity)}
-            for method, pred in preds.items():
-                counts = np.array([confusion(t, p) for t, p in zip(masks, pred)])
-                row[method] = {"dice": float(np.mean(scores(*counts.T)["dice"]))}
-                if labels is not None:
-                    inst, _ = instance_metrics(labels, [instances(p, **(instance_params or {})) for p in pred])
-                    row[method]["dsb"] = inst["dsb"]
-            results[name].append(row)
+            key = hashlib.blake2b(b"".join(d.tobytes() for d in degraded)).digest()
+            if key not in scored:
+                scored[key] = _score(degraded, predict, masks, labels, threshold, invert_above, instance_params,
+                                     example)
+            row, (otsu_example, unet_example) = scored[key]
+            results[name].append({"severity": float(severity), **row})
             if level == len(severities) - 1:
-                examples[name] = (degraded[example], masks[example], preds["otsu"][example],
-                                  preds["unet"][example])
+                examples[name] = (degraded[example], masks[example], otsu_example, unet_example)
     return results, examples
+
+
+def _score(degraded, predict, masks, labels, threshold, invert_above, instance_params, example):
+    """Both methods' Dice (and DSB score) on `degraded` against the truth, and their masks of
+    image `example`."""
+    preds = {"otsu": [otsu_segment(im, invert_above) for im in degraded],
+             "unet": [(p > threshold).astype(np.uint8) for p in predict(degraded)]}
+    row = {}
+    for method, pred in preds.items():
+        counts = np.array([confusion(t, p) for t, p in zip(masks, pred)])
+        row[method] = {"dice": float(np.mean(scores(*counts.T)["dice"]))}
+        if labels is not None:
+            inst, _ = instance_metrics(labels, [instances(p, **(instance_params or {})) for p in pred])
+            row[method]["dsb"] = inst["dsb"]
+    return row, (preds["otsu"][example], preds["unet"][example])
 
 
 def worst_case_table(results):

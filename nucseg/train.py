@@ -14,6 +14,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .augment import augment as augment_pair
+from .io import atomic_path
 from .losses import accuracy, dice, get_loss
 from .model import encoder_of, get_model
 
@@ -164,7 +165,8 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                 rows.append({"epoch": epoch + 1, "phase": phase, "lr": schedule(epoch - offset),
                              **{k: float(v[i]) for k, v in fit.history.items() if k != "learning_rate"}})
             offset = rows[-1]["epoch"]
-        os.replace(checkpoint, out_model)
+        with atomic_path(out_model) as tmp:   # lands with the stage's other outputs
+            os.replace(checkpoint, tmp)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -23,19 +23,7 @@ from nucseg.metrics import confusion, scores
 from nucseg.params import load_params, run
 from nucseg.windows import model_inputs, thin
 
-PRECISIONS = ("float32", "int8")
 CALIBRATION = CALIBRATION_BATCHES * BATCH   # 512 images (convert draws the smaller entry points' from them)
-
-
-def check_params(p):
-    for key in ("precision", "min_agreement"):
-        if key not in p:
-            raise NucsegError(f"params.yaml: export.{key} is missing; add it (see params.yaml in the repository)")
-    if p["precision"] not in PRECISIONS:
-        raise NucsegError(f"params.yaml: export.precision is {p['precision']!r}; use one of {', '.join(PRECISIONS)}")
-    agreement = p["min_agreement"]
-    if isinstance(agreement, bool) or not isinstance(agreement, (int, float)) or not 0 <= agreement <= 1:
-        raise NucsegError(f"params.yaml: export.min_agreement is {agreement!r}; use a Dice from 0 to 1 (e.g. 0.95)")
 
 
 def inputs_of(ids_path, p, args, limit=None):
@@ -104,8 +92,7 @@ def main():
     parser.add_argument("--labels", required=True, help="native label images (.npz), int8 with windows")
     parser.add_argument("--split", required=True, help="folder with train.txt (calibration), val.txt (check)")
     args = parser.parse_args()
-    p = load_params("ingest", "export")
-    check_params(p)
+    p = load_params("ingest", "export")   # checked: precision, min_agreement (nucseg.params.SCHEMA)
     # each conversion is checked against the Keras model before it replaces anything
     if p["precision"] == "float32":
         content, check = export_float32(load_model(args.model), args)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from nucseg.data import native_gray, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import RawSource, find_raw, read_ids, save_json
+from nucseg.io import NucsegError, RawSource, find_raw, read_ids, save_json
 from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
@@ -40,6 +40,9 @@ def main():
     instance_params = load_params("instances", with_base=False)
 
     all_ids, ids = pd.read_csv(args.meta)["id"].tolist(), read_ids(args.ids)
+    if p["example"] and p["example"] not in ids:
+        raise NucsegError(f"params.yaml: robustness.example is {p['example']!r}, not an id in {args.ids}; "
+                          "use one of its ids, or \"\" for the first")
     tile, size = p["tile"], p["img_size"]
     model = load_model(args.model)
     with np.load(args.labels) as native:
@@ -63,7 +66,7 @@ def main():
     results, examples = robustness(
         predict, images, masks, labels, degradations,
         threshold=threshold, invert_above=invert_above, instance_params=instance_params, seed=p["seed"],
-        example=ids.index(p["example"]) if p.get("example") in ids else 0,
+        example=ids.index(p["example"]) if p["example"] else 0,
     )
     table = worst_case_table(results)
     save_json(args.metrics, {"n_images": len(ids), "worst": table, "curves": results})

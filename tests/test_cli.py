@@ -86,3 +86,144 @@ def test_study_queue_dry_run_prints_one_command_per_setting(capsys):
     lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("dvc exp run")]
     assert len(lines) == 3 and all("--queue" in l and "train.epochs=10" in l for l in lines)
     assert "-S train.loss=dice" in lines[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line naming the file (or option) and the fix, checked before the model loads
+
+
+def _one_error_line(capsys):
+    """The error line, the last of stderr (after any progress bar), and the only one."""
+    err = capsys.readouterr().err.strip().replace("\r", "\n").splitlines()
+    assert err and err[-1].startswith("error: ") and sum(line.startswith("error") for line in err) == 1, err
+    return err[-1]
+
+
+@pytest.fixture
+def folder(tmp_path, samples):
+    """Three of the samples as plain PNG files."""
+    from conftest import png_bytes
+
+    path = tmp_path / "in"
+    path.mkdir()
+    for image_id, (image, _) in list(samples.items())[:3]:
+        (path / f"{image_id}.png").write_bytes(png_bytes(image))
+    return path
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--threshold", "7"], "--threshold 7.0: out of range; use a probability between 0 and 1"),
+    (["--threshold", "0"], "--threshold 0.0: out of range"),
+    (["--batch-size", "0"], "--batch-size 0: out of range; use 1 or more"),
+    (["--tile", "-5"], "--tile -5: out of range"),
+    (["--overlap", "-100"], "--overlap -100: out of range"),
+    (["--tile", "48", "--overlap", "48"], "--overlap 48: not below the tile, 48 (--tile); use a smaller --overlap"),
+    (["--out", "{tmp}/afile"], "afile: a file, not a folder; give --out a new or existing folder"),
+    (["--rle", "{tmp}/afile/x.csv"], "afile is a file, not a folder; give --rle a path in a folder"),
+    (["--rle", "{tmp}"], "a folder; give --rle a file name"),
+])
+def test_predict_refuses_bad_options_before_loading_the_model(tmp_path, folder, capsys, args, expected):
+    (tmp_path / "afile").write_text("a file")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "o")]
+    # the model does not exist: an option checked after loading it would say 'no model there'
+    assert main(["predict", str(folder), "--model", str(tmp_path / "none.tflite"), *out, *args]) == 1
+    assert expected in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_command_line_mistakes_are_one_line_with_status_1(tmp_path, folder, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(folder), "--out", str(tmp_path / "o"), "--tile", "abc"])
+    assert stop.value.code == 1   # not argparse's 2, which would read as 'some images failed'
+    assert _one_error_line(capsys) == ("error: nucseg predict: argument --tile: invalid int value: 'abc'; "
+                                       "see 'nucseg predict --help'")
+
+
+def test_overlap_is_checked_against_the_tile_from_config_json(tmp_path, folder, model_file, capsys):
+    model = tmp_path / "m" / "unet.keras"
+    model.parent.mkdir()
+    model.write_bytes(model_file.read_bytes())
+    (model.parent / "config.json").write_text(json.dumps({"tile": 48}))
+    assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 1
+    assert f"--overlap 64: not below the tile, 48 (the tile from {model.parent / 'config.json'})" in _one_error_line(capsys)
+
+
+def test_predict_notes_the_default_tile_when_config_json_is_missing(tmp_path, folder, model_file, capsys):
+    model = tmp_path / "m" / "unet.keras"
+    model.parent.mkdir()
+    model.write_bytes(model_file.read_bytes())
+    assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 0
+    assert f"note: no config.json beside {model}; using --tile 256" in capsys.readouterr().err
+    (model.parent / "config.json").write_text(json.dumps({"tile": 128}))
+    assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_predict_exit_status_says_whether_some_or_all_images_failed(tmp_path, folder, capsys):
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 0
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 2
+    assert "3 of 4 images segmented, 1 failed" in capsys.readouterr().out
+    assert main(["predict", str(folder / "broken.png"), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "2 some images failed" in " ".join(capsys.readouterr().out.split())
+
+
+def test_predict_interrupted_keeps_the_summary_and_exits_130(tmp_path, folder, capsys, monkeypatch):
+    from nucseg.predict import Segmenter
+
+    real, calls = Segmenter.labels, []
+
+    def labels_then_ctrl_c(self, mask):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, mask)
+
+    monkeypatch.setattr(Segmenter, "labels", labels_then_ctrl_c)
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 130
+    assert "interrupted; " in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "o" / "summary.csv")) == 1
+
+
+def test_model_files_that_are_not_nucseg_models_give_one_line(tmp_path, folder, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"tile": 256}))
+    (tmp_path / "garbage.keras").write_bytes(b"not a zip")
+    for model in ("config.json", "garbage.keras"):
+        assert main(["predict", str(folder), "--model", str(tmp_path / model), "--out", str(tmp_path / "o")]) == 1
+        err = _one_error_line(capsys)
+        assert f"{tmp_path / model}: not a nucseg model" in err and ".tflite" in err
+
+
+def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "masks").write_text("a file where the masks folder goes")
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
+    assert _one_error_line(capsys) == f"error: {tmp_path / 'o' / 'masks'}: File exists"
+
+
+def test_evaluate_bad_solution_csv_names_the_csv_and_the_image(tmp_path, samples, capsys):
+    images_only = write_kaggle_dir(tmp_path / "test", samples)
+    first = sorted(samples)[0]
+    height, width = samples[first][0].shape[:2]
+    for masks in images_only.glob("*/masks"):
+        for f in masks.iterdir():
+            f.unlink()
+        masks.rmdir()
+    evaluate = ["evaluate", str(images_only), "--method", "otsu", "--solution"]
+    assert main([*evaluate, str(tmp_path / "nosuch.csv")]) == 1
+    assert f"{tmp_path / 'nosuch.csv'}: no such file; give --solution the RLE CSV" in _one_error_line(capsys)
+    cases = {"odd": ("1 2 3", height, width, "odd number of values"),
+             "beyond": (f"{height * width} 5", height, width, "runs beyond"),
+             "size": ("1 2", height + 1, width, f"is {width}x{height + 1} (Width x Height) but its image is")}
+    for name, (rle, h, w, what) in cases.items():
+        csv = tmp_path / f"{name}.csv"
+        pd.DataFrame([(first, rle, h, w)], columns=["ImageId", "EncodedPixels", "Height", "Width"]).to_csv(csv, index=False)
+        assert main([*evaluate, str(csv)]) == 1
+        err = _one_error_line(capsys)
+        assert err.startswith(f"error: {csv}: ImageId {first}") and what in err, err
+    (tmp_path / "afile").write_text("a file")
+    assert main([*evaluate, str(tmp_path / "odd.csv"), "--out", str(tmp_path / "afile" / "m.json")]) == 1
+    assert "afile is a file, not a folder; give --out" in _one_error_line(capsys)

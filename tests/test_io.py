@@ -1,10 +1,12 @@
+import json
+import os
 import zipfile
 
 import numpy as np
 import pytest
 
 from conftest import png_bytes, write_kaggle_dir, write_kaggle_zip
-from nucseg.io import NucsegError, RawSource, atomic_path, decode_png, find_raw, save_json
+from nucseg.io import NucsegError, RawSource, all_or_nothing, atomic_path, decode_png, find_raw, save_json, save_text
 
 
 def test_zip_and_folder_read_the_same(kaggle_dir, kaggle_zip, samples):
@@ -129,3 +131,30 @@ def test_real_zip_layout(shared_zip):
     source = RawSource(shared_zip)
     assert len(source.ids) == 670
     assert sum(len(m) for m in source.masks.values()) == 29461
+
+
+def test_all_or_nothing_lands_every_output_or_none(tmp_path):
+    """A stage's outputs land together at its end: one failing half-way leaves all the old ones."""
+    first, second = tmp_path / "metrics.json", tmp_path / "plots" / "per_image.csv"
+    second.parent.mkdir()
+    first.write_text("old metrics")
+    second.write_text("old table")
+    with pytest.raises(RuntimeError), all_or_nothing():
+        save_json(first, {"dice": 0.9})
+        assert first.read_text() == "old metrics"      # written aside, not yet in place
+        raise RuntimeError("the gallery failed")
+    assert (first.read_text(), second.read_text()) == ("old metrics", "old table")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["metrics.json", "per_image.csv", "plots"]   # no temp files
+
+    with all_or_nothing():
+        save_json(first, {"dice": 0.9})
+        save_text(second, "new table")
+    assert json.loads(first.read_text()) == {"dice": 0.9} and second.read_text() == "new table"
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    """Not mkstemp's owner-only 0600: colleagues (and a Fiji under another account) can read them."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    save_json(tmp_path / "m.json", {})
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -110,7 +110,7 @@ def _run_export_stage(monkeypatch, project, keras_model, precision="float32", mi
     (project / "split" / "train.txt").write_text("".join(f"{i}\n" for i in ids[:16]))
     (project / "split" / "val.txt").write_text("".join(f"{i}\n" for i in ids[16:16 + n_val]))
     (project / "params.yaml").write_text(yaml.safe_dump({
-        "base": {"img_size": 64, "tile": 0}, "ingest": {"normalization": "percentile"},
+        "base": {"seed": 0, "img_size": 64, "tile": 0}, "ingest": {"normalization": "percentile"},
         "export": {"precision": precision, "min_agreement": min_agreement}}))
     monkeypatch.chdir(project)
     monkeypatch.setattr("sys.argv", ["export.py", "--model", "unet.keras", "--out", "unet.tflite",

@@ -105,3 +105,96 @@ def test_predict_images_writes_outputs_and_skips_bad_files(tmp_path, samples):
     labels = tifffile.imread(out / "labels" / f"{first['id']}.tif")
     np.testing.assert_array_equal(np.any(decoded, axis=0), labels > 0)
     assert pd.read_csv(out / "summary.csv").shape[0] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad or unusual input
+
+
+def _raw16(seed=5):
+    """A gray16 sample (12-bit data) and its nuclei: the camera data the float cases derive from."""
+    return synthetic_sample(np.random.default_rng(seed), (96, 112), 5, "gray16")
+
+
+def test_float_tiff_with_raw_intensities_segments_like_its_16_bit_twin(tmp_path):
+    image, nuclei = _raw16()
+    tifffile.imwrite(tmp_path / "u16.tif", image)
+    raw = image.astype(np.float32) * 0.6 + 300   # ImageJ "32-bit": raw intensities, about 300 to 2800
+    tifffile.imwrite(tmp_path / "f32_raw.tif", raw)
+    tifffile.imwrite(tmp_path / "f32_unit.tif", (image / 4095.0).astype(np.float32))   # already in [0, 1]
+    segmenter = Segmenter("otsu")
+    counts = {f: segmenter.labels(segmenter.mask(discover([tmp_path / f])[0].load())).max()
+              for f in ("u16.tif", "f32_raw.tif", "f32_unit.tif")}
+    assert counts == {"u16.tif": len(nuclei), "f32_raw.tif": len(nuclei), "f32_unit.tif": len(nuclei)}
+
+
+def test_nan_pixels_and_stacks_are_skipped_with_the_file_and_the_fix(tmp_path):
+    image, nuclei = _raw16()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "good.tif", image)
+    with_nan = image.astype(np.float32)
+    with_nan[10:12, 20:30] = np.nan
+    tifffile.imwrite(folder / "nan.tif", with_nan)
+    planes = np.stack([image, image // 2, image // 3])
+    tifffile.imwrite(folder / "zstack3.tif", planes, photometric="minisblack")   # not RGB: three z-slices
+    tifffile.imwrite(folder / "twochan.tif", planes[:2], imagej=True, metadata={"axes": "CYX"})
+    tifffile.imwrite(folder / "zstack5.tif", np.concatenate([planes, planes[:2]]))
+    summary = predict_images(discover([folder]), Segmenter("otsu"), tmp_path / "out", progress=False)
+    errors = summary.set_index("id")["error"].to_dict()
+    assert errors["good"] == "" and summary.set_index("id").loc["good", "nuclei"] == len(nuclei)
+    assert "20 NaN or infinite pixels" in errors["nan"] and "save the image as 8- or 16-bit" in errors["nan"]
+    for name, n in (("zstack3", 3), ("twochan", 2), ("zstack5", 5)):
+        assert f"{name}.tif: a stack of {n} planes ({n}, 96, 112)" in errors[name]
+        assert "max projection" in errors[name]
+    assert not (tmp_path / "out" / "masks" / "zstack3.png").exists()
+
+
+def test_channels_first_tiff_is_rgb_only_when_tagged_rgb(tmp_path):
+    rgb, _ = synthetic_sample(np.random.default_rng(6), (40, 48), 3, "rgb")
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(discover([tmp_path / "planar.tif"])[0].load(), rgb)
+    with pytest.raises(ValueError, match=r"shape \(40, 48, 5\).*max projection"):
+        Segmenter("otsu").mask(np.zeros((40, 48, 5), np.uint8))   # not 5 channels of one image
+
+
+def test_discover_kaggle_layout_one_level_down_and_skips_masks_in_plain_folders(tmp_path, samples):
+    data = tmp_path / "data"
+    write_kaggle_dir(data / "stage1_test", samples)
+    (data / "overview.png").write_bytes(png_bytes(samples[sorted(samples)[0]][0]))
+    found = discover([data])
+    assert [f.id for f in found] == sorted(samples) + ["overview"]   # no mask segmented as an image
+    assert found[0].name.endswith(f"stage1_test/{found[0].id}/images/{found[0].id}.png")
+    one_id = data / "stage1_test" / sorted(samples)[0]          # a plain folder: images/ and masks/
+    assert [f.id for f in discover([one_id])] == [f"images__{one_id.name}"]
+
+
+def test_windows_that_leave_gaps_raise_instead_of_nan(threshold_model):
+    gray = np.random.default_rng(0).random((100, 100)).astype(np.float32)
+    with pytest.raises(ValueError, match="uncovered"):
+        native_probs(threshold_model, gray, tile=32, overlap=-40)
+    for tile, overlap in ((64, 64), (64, -1), (-5, 0)):
+        with pytest.raises(ValueError, match="overlap|negative"):
+            Segmenter("unet", threshold_model, tile=tile, overlap=overlap)
+
+
+def test_summary_is_written_when_the_run_is_interrupted(tmp_path, samples):
+    out = tmp_path / "out"
+    out.mkdir()
+    pd.DataFrame({"id": ["from_an_earlier_run"]}).to_csv(out / "summary.csv", index=False)
+    items = discover([write_kaggle_dir(tmp_path / "k", samples)])[:3]
+    checkpointed = []
+
+    def interrupted():   # Ctrl-C while the third image loads
+        checkpointed.extend(pd.read_csv(out / "summary.csv")["id"])
+        raise KeyboardInterrupt
+
+    items[2].load = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        predict_images(items, Segmenter("otsu"), out, rle_csv=tmp_path / "r.csv", progress=False,
+                       checkpoint_seconds=0)
+    assert checkpointed == [items[0].id, items[1].id]   # rewritten during the run, not only at its end
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["id"].tolist() == [items[0].id, items[1].id]
+    assert all((out / "masks" / f"{i}.png").exists() for i in summary["id"])
+    assert not (tmp_path / "r.csv").exists()   # a half submission is never written
