@@ -83,6 +83,9 @@ def get_model(img_size=128, encoder_weights="imagenet", freeze_encoder=None, dro
     try:
         base = keras.applications.MobileNetV2(input_shape=(img_size, img_size, 3), include_top=False, weights=weights)
     except Exception as exc:   # Keras raises a bare Exception when its download fails
+        if weights not in (None, "imagenet"):
+            raise NucsegError(f"{weights}: not MobileNetV2 no-top weights Keras can load ({exc}); set "
+                              "train.encoder_weights in params.yaml to such an .h5 file, imagenet or none") from None
         if weights != "imagenet" or "URL fetch failure" not in str(exc):
             raise
         cache = Path(keras.src.backend.config.keras_home()) / "models" / \

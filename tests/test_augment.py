@@ -50,6 +50,15 @@ def test_brightness_offset_within_range():
         assert 0.05 - 1e-6 <= offset.mean() <= 0.1 + 1e-6
 
 
+def test_contrast_scales_the_deviation_from_the_image_mean():
+    image = np.array([[0.2, 0.4], [0.2, 0.4]], np.float32)[..., None]   # mean 0.3, deviations -/+0.1
+    mask = np.zeros_like(image)
+    for factor, expected in ((2.0, [0.1, 0.5]), (0.5, [0.25, 0.35])):   # 0.3 -/+ 0.1 * factor
+        out = augment(image, mask, tf.constant([1, 2]), contrast=(factor, factor))[0].numpy()[..., 0]
+        np.testing.assert_allclose(out, [expected, expected], atol=1e-6)
+    # at factor 2, scaling the image itself gives 0.4, 0.8 and scaling about mid-grey -0.1 (clipped to 0), 0.3
+
+
 def test_blur_keeps_mean_and_smooths():
     image, _ = _pair()
     out = blur(tf.constant(image), tf.constant(1.5), 2.0).numpy()
@@ -78,7 +87,11 @@ def test_degradation_augmentation():
     for out, out_mask in outs:
         assert out.shape == image.shape and not np.allclose(out.numpy(), image)
         np.testing.assert_array_equal(out_mask, mask)          # photometric only
-    noisy = [np.abs(np.diff(o.numpy(), axis=1)).mean() > np.abs(np.diff(image, axis=1)).mean() for o, _ in outs]
+    # Second differences: noise raises them; blur at sigma 2 cuts a step's |second differences| from
+    # 2h to about 2h / (2 sqrt(2 pi)) = 0.4h, more than degrade's stretch from [0.2, 0.8] to [0, 1] restores
+    # (x 1.67). (First differences cannot tell: blur keeps a lone edge's total rise, the stretch raises it.)
+    curvature = lambda x: np.abs(np.diff(x, 2, axis=1)).mean()
+    noisy = [curvature(o.numpy()) > curvature(image) for o, _ in outs]
     assert 0 < sum(noisy) < 8                                  # both kinds drawn
     again = augment(image, mask, tf.constant([3, 1]), degrade=1.0, degrade_levels=levels)[0].numpy()
     np.testing.assert_array_equal(again, outs[3][0].numpy())   # seeded

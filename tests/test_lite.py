@@ -30,6 +30,31 @@ def models():
     return keras_model, LiteModel(content), content
 
 
+@pytest.fixture(scope="module")
+def quantised(models):
+    """The small U-Net quantised to int8, calibrated on 8 random images."""
+    keras_model, _, _ = models
+    calibration = np.random.default_rng(5).random((8, 64, 64, 1), dtype=np.float32)
+    return calibration, convert(keras_model, calibration)
+
+
+@pytest.fixture(scope="module")
+def converted(models):
+    """`convert`, remembering its results: a conversion costs up to a minute here, and it gives
+    the same bytes for the same model and calibration (tested below), so the export stage tests
+    share them."""
+    keras_model, _, content = models
+    weights = lambda model: b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())
+    done = {(weights(keras_model), None): content}
+
+    def cached(model, calibration=None):   # the stage loads the model from its file: known by its weights
+        key = (weights(model), None if calibration is None else np.ascontiguousarray(calibration).tobytes())
+        if key not in done:
+            done[key] = convert(model, calibration)
+        return done[key]
+    return cached
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, BATCH, BATCH + 1, 2 * BATCH + 3, 3 * BATCH + 6])
 def test_lite_matches_keras_for_every_batch_size(models, n):
     keras_model, lite, content = models
@@ -136,29 +161,33 @@ def test_int8_calibrates_every_entry_point_from_fewer_images_than_a_batch(models
         convert(keras_model, np.zeros((0, 64, 64, 1), np.float32))
 
 
-def test_export_stage_writes_a_model_that_matches(models, tmp_path, monkeypatch, capsys):
+def test_export_stage_writes_a_model_that_matches(models, converted, tmp_path, monkeypatch, capsys):
     keras_model, _, _ = models
+    monkeypatch.setattr("nucseg.lite.convert", converted)
     _run_export_stage(monkeypatch, tmp_path, keras_model)
     images = np.random.default_rng(5).random((3, 64, 64, 1), dtype=np.float32)
     assert np.abs(load_model(tmp_path / "unet.tflite")(images) - forward(keras_model)(images)).max() < 1e-4
     assert "(float32, " in capsys.readouterr().out
 
 
-def test_export_stage_refuses_a_conversion_that_differs_and_keeps_the_old_file(models, tmp_path, monkeypatch, capsys):
+def test_export_stage_refuses_a_conversion_that_differs_and_keeps_the_old_file(models, quantised, tmp_path,
+                                                                               monkeypatch, capsys):
     keras_model, _, content = models
     (tmp_path / "unet.tflite").write_bytes(b"previous")
-    other = get_model(64, encoder_weights="none", freeze_encoder=False)   # other random weights
-    monkeypatch.setattr("nucseg.lite.convert", lambda model, calibration=None: convert(other))
+    # a float32 export that came out as something else: here int8's arithmetic, off by up to ~0.05
+    monkeypatch.setattr("nucseg.lite.convert", lambda model, calibration=None: quantised[1])
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model)
     _assert_refused(capsys, tmp_path, "unet.tflite: the converted model differs from unet.keras by")
 
 
-def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models, tmp_path, monkeypatch, capsys):
+def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models, converted, tmp_path, monkeypatch,
+                                                                          capsys):
     """This random-weight model's probabilities all lie within about 0.03 of 0.5, where int8's
     rounding flips many pixels: its masks agree with the float model's at Dice about 0.8,
     reported (min_agreement 0 lets it through)."""
     keras_model, _, content = models
+    monkeypatch.setattr("nucseg.lite.convert", converted)
     _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.0)
     written = (tmp_path / "unet.tflite").read_bytes()
     assert len(written) < 0.4 * len(content) and _has_int8_tensors(written)
@@ -166,9 +195,10 @@ def test_export_stage_int8_writes_a_quantised_model_and_reports_agreement(models
     assert 0.5 < agreement < 0.99   # int8 flips pixels near 0.5 (and the refusal test below relies on < 0.99)
 
 
-def test_export_stage_refuses_int8_below_min_agreement(models, tmp_path, monkeypatch, capsys):
+def test_export_stage_refuses_int8_below_min_agreement(models, converted, tmp_path, monkeypatch, capsys):
     keras_model, _, _ = models
     (tmp_path / "unet.tflite").write_bytes(b"previous")
+    monkeypatch.setattr("nucseg.lite.convert", converted)   # the conversion of the test above
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", min_agreement=0.99)
     _assert_refused(capsys, tmp_path, "unet.tflite: the int8 model's masks agree with unet.keras's at Dice 0.")
@@ -211,16 +241,15 @@ def test_export_stage_int8_names_an_id_the_data_lacks(models, tmp_path, monkeypa
                                       "(1 ids not in the data, e.g. not-ingested); rebuild them with 'dvc repro'")
 
 
-def test_int8_conversion_quantises_and_keeps_the_entry_points(models):
+def test_int8_conversion_quantises_and_keeps_the_entry_points(models, quantised):
     """`convert(model, calibration)` quantises weights and activations to int8, float32 in and
     out: the same bytes from the same calibration, a file under 0.4x the size, int8 tensors
     inside, every entry point usable, probabilities near the float model's. (How close on the
     real model: bench/int8.py scores test Dice 0.9075 against 0.9082, the pipeline's evaluate
     0.9069 against 0.9075, README; a random-weight model's map varies too little here.)"""
     keras_model, _, content = models
-    rng = np.random.default_rng(5)
-    calibration = rng.random((8, 64, 64, 1), dtype=np.float32)
-    quantised = convert(keras_model, calibration)
+    calibration, quantised = quantised
+    rng = np.random.default_rng(6)
     assert convert(keras_model, calibration) == quantised   # reproducible, byte for byte
     assert len(quantised) < 0.4 * len(content) and _has_int8_tensors(quantised)
     lite8 = LiteModel(quantised)

@@ -26,3 +26,31 @@ def test_dark_nuclei_on_light_are_inverted():
 def test_flat_image_has_no_foreground():
     assert not otsu_segment(np.full((8, 8), 0.4)).any()
     assert otsu_batch(np.zeros((2, 8, 8))).shape == (2, 8, 8)
+
+
+# Five pixels at 0 and one each at 0.25, 0.5 and 1 (mean 1.75 / 8). Between-class variance
+# w0 * w1 * (mu1 - mu0)^2 of each split:
+#   0 | 0.25:   (5/8)(3/8)(0.5833 - 0)^2      = 0.0798
+#   0.25 | 0.5: (6/8)(2/8)(0.75 - 0.0417)^2   = 0.0941   <- Otsu's threshold
+#   0.5 | 1:    (7/8)(1/8)(1 - 0.1071)^2      = 0.0872
+# A mid-range threshold (0.5) would keep only the 1, the mean (0.22) the 0.25 as well.
+X = np.array([[0, 0, 0, 0], [0, 0.25, 0.5, 1]])
+OTSU_X = [[0, 0, 0, 0], [0, 0, 1, 1]]
+
+
+def test_otsu_hand_computed():
+    np.testing.assert_array_equal(otsu_segment(X), OTSU_X)
+
+
+def test_inverted_where_the_bright_side_is_more_than_half():
+    # 1 - X: the same split, with 6 of 8 pixels above the threshold, so the dark two are nuclei
+    np.testing.assert_array_equal(otsu_segment(1 - X), OTSU_X)
+    # X's bright side is 2/8 of the image: more than a limit of 0.2, so inverted
+    np.testing.assert_array_equal(otsu_segment(X, invert_above=0.2), [[1, 1, 1, 1], [1, 1, 0, 0]])
+    np.testing.assert_array_equal(otsu_batch(X[None], invert_above=0.2)[0], [[1, 1, 1, 1], [1, 1, 0, 0]])
+
+
+def test_exactly_half_is_not_inverted():
+    half = np.array([[0, 0, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(otsu_segment(half), half)
+    np.testing.assert_array_equal(otsu_segment(1 - half), 1 - half)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SHARED_ZIP, make_samples, subset_zip, write_kaggle_zip
+from conftest import ROOT, SHARED_ZIP, have_shared_zip, make_samples, subset_zip, write_kaggle_zip
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = {"fetch", "ingest", "masks", "split", "otsu", "augmentations"}
@@ -54,7 +54,7 @@ def project(tmp_path_factory):
         shutil.copytree(ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
     raw = project / "data" / "raw"
     raw.mkdir(parents=True)
-    if SHARED_ZIP.exists():
+    if have_shared_zip():
         subset_zip(SHARED_ZIP, raw / "stage1_train.zip", 8)
     else:
         write_kaggle_zip(raw / "stage1_train.zip", make_samples(8, shape=(96, 120)))
@@ -167,6 +167,28 @@ def test_corrupt_image_fails_in_one_line_and_keeps_results(project):
     # the good zip is the one dvc.lock recorded: nothing to redo
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
     assert ran(dvc(project, "repro")) == set()
+
+
+def test_a_stage_failing_half_way_keeps_every_previous_output(project):
+    """Train fails after DVC has started it (its windows cut, the model being built): every output
+    it had, cached (the model) or committed (metrics, plots), is as it was, nothing after it runs,
+    and the error is one line. DVC would delete a non-persist output before running the stage."""
+    project, _ = project
+    outputs = ["models/unet.keras", "models/config.json", "metrics/train.json", "plots/history.csv",
+               "models/unet.tflite", "metrics/evaluate.json"]
+    before = {name: (project / name).read_bytes() for name in outputs}
+    (project / "junk.h5").write_bytes(b"not an HDF5 file")
+    set_params(project, **{"train.encoder_weights": "junk.h5"})
+    try:
+        result = dvc(project, "repro", check=False)
+        assert result.returncode != 0 and ran(result) == {"train"}
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith("error: junk.h5: not MobileNetV2 no-top weights"), errors
+        assert {name: (project / name).read_bytes() for name in outputs} == before
+        assert not [p for p in (project / "models").iterdir() if ".train-" in p.name or ".tmp" in p.name]   # no leftovers
+    finally:
+        set_params(project, **{"train.encoder_weights": "none"})
+    assert "Data and pipelines are up to date" in dvc(project, "status").stdout
 
 
 def git(project, *args):

@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 
 from conftest import synthetic_sample
 from nucseg.data import prepare_image
+from nucseg.degrade import degrade
 from nucseg.instances import instances
 from nucseg.robustness import labels_at, robustness, worst_case_table
 
@@ -12,16 +14,45 @@ def test_robustness_scores_every_severity():
     images = np.stack([prepare_image(im, 64) for im, _ in pairs])
     masks = np.stack([np.any(n, 0) for _, n in pairs]).astype(np.uint8)
     labels = [instances(m) for m in masks]
-    perfect = lambda x: masks.astype(np.float32)          # an oracle: degradations cannot hurt it
-    results, examples = robustness(perfect, images, masks, labels,
-                                   {"gaussian_noise": [0.0, 0.3, 0.6], "blur": [0.0, 3.0]}, seed=1)
+    seen = []                                               # what the U-Net is given, call by call
+    perfect = lambda xs: seen.append(xs) or [m.astype(np.float32) for m in masks]   # degradations cannot hurt it
+    levels = {"gaussian_noise": [0.0, 0.3, 0.6], "blur": [0.0, 3.0]}
+    results, examples = robustness(perfect, images, masks, labels, levels, seed=1)
     assert [r["severity"] for r in results["gaussian_noise"]] == [0.0, 0.3, 0.6]
     assert all(r["unet"]["dice"] == 1 and r["unet"]["dsb"] == 1 for rows in results.values() for r in rows)
     otsu = [r["otsu"]["dice"] for r in results["gaussian_noise"]]
     assert otsu[0] > 0.95 and otsu[-1] < otsu[0]         # Otsu does suffer from noise
-    table = worst_case_table(results)
-    assert table["gaussian_noise"]["margin"] == 1 - otsu[-1]
     assert examples["blur"][0].shape == (64, 64) and len(examples["blur"]) == 4
+
+    # the U-Net is given the degraded images, each degraded with its own seed, at every severity
+    # (both clean levels are the same images: one call may serve both)
+    degraded = {(name, s): [degrade(im, name, s, seed=1 * 1_000_003 + i) for i, im in enumerate(images)]
+                for name, severities in levels.items() for s in severities}
+    same = lambda a, b: len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    for level, expected in degraded.items():
+        assert any(same(given, expected) for given in seen), level
+    assert all(any(same(given, expected) for expected in degraded.values()) for given in seen)
+    np.testing.assert_array_equal(examples["blur"][0], degraded["blur", 3.0][0])
+    # every degradation's clean level is the same images: predicted and scored once, not per degradation
+    assert len(seen) == len(degraded) - 1 == 4
+    assert results["blur"][0] == {**results["gaussian_noise"][0]}
+
+
+def test_worst_case_margin_hand_computed():
+    image = np.array([[1, 1], [1, 1], [0, 0], [0, 0]], np.float32)
+    truth = image.astype(np.uint8)
+    # linear_gradient 0.8 over two columns: the left one times 0.2, the right one plus 0.4 (clipped),
+    # [[0.2, 1], [0.2, 1], [0, 0.4], [0, 0.4]]: multiples of 1/255 spanning [0, 1], which quantising
+    # and stretching keep. Otsu splits {0, 0.2, 0.4} | {1}: between-class variance (3/4)(1/4)(1 - 0.2)^2
+    # = 0.12, against 0.09 for {0, 0.2} | {0.4, 1} and 0.053 for {0} | {0.2, 0.4, 1}. Its mask, the
+    # right column's top half, has TP 2, FN 2: Dice 2/3. The stand-in U-Net (the image as probability,
+    # above 0.3) takes the whole right column, TP 2, FP 2, FN 2: Dice 1/2. Both are right on the clean image.
+    results, _ = robustness(lambda xs: list(xs), [image], [truth], None, {"linear_gradient": [0.0, 0.8]},
+                            threshold=0.3)
+    assert [r["otsu"]["dice"] for r in results["linear_gradient"]] == pytest.approx([1, 2 / 3])
+    assert [r["unet"]["dice"] for r in results["linear_gradient"]] == pytest.approx([1, 1 / 2])
+    assert worst_case_table(results)["linear_gradient"] == pytest.approx(
+        {"severity": 0.8, "unet_dice": 1 / 2, "otsu_dice": 2 / 3, "margin": 1 / 2 - 2 / 3})   # U-Net minus Otsu
 
 
 def test_labels_at_keeps_label_values():

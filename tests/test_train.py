@@ -59,13 +59,30 @@ def _train(tmp_path, name, **kw):
                  batch_size=2, seed=3, verbose=0, **kw)
 
 
-def test_one_epoch_saves_a_loadable_model(tmp_path):
-    history, info = _train(tmp_path, "m.keras", augment=dict(shift=0.1, flip=True))
+# every augmentation, the degradations and window groups included: the seeded draws most at risk
+AUGMENT = dict(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), shift=0.1, blur_sigma=1.0, flip=True, degrade=0.5,
+               degrade_levels={"gaussian_noise": [0.0, 0.1], "blur": [0.0, 1.0]})
+
+
+def _train_augmented(folder):
+    x, y = _data(6)
+    return train(x, y, x[:2], y[:2], folder / "m.keras", train_groups=np.array([0, 0, 1, 2, 2, 3]),
+                 encoder_weights="none", epochs=1, batch_size=2, seed=3, verbose=0, augment=AUGMENT)
+
+
+@pytest.fixture(scope="module")
+def augmented(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("augmented")
+    return folder, *_train_augmented(folder)
+
+
+def test_one_epoch_saves_a_loadable_model(augmented):
+    folder, history, info = augmented
     assert list(history["epoch"]) == [1] and {"loss", "val_loss", "val_dice", "lr"} <= set(history)
     assert info["best_epoch"] == 1 and info["epochs_run"] == 1
-    probs = predict_probs(load_model(tmp_path / "m.keras"), _data(3, seed=9)[0])
+    probs = predict_probs(load_model(folder / "m.keras"), _data(3, seed=9)[0])
     assert probs.shape == (3, 32, 32) and 0 <= probs.min() and probs.max() <= 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]   # no checkpoint debris
+    assert sorted(p.name for p in folder.iterdir()) == ["m.keras"]   # no checkpoint debris
 
 
 def test_finetune_phase_continues(tmp_path):
@@ -75,10 +92,49 @@ def test_finetune_phase_continues(tmp_path):
     assert model.output_shape == (None, 32, 32, 1)
 
 
-def test_same_seed_same_model(tmp_path):
-    _train(tmp_path, "a.keras")
-    _train(tmp_path, "b.keras")
-    a, b = load_model(tmp_path / "a.keras"), load_model(tmp_path / "b.keras")
+class _Stop(Exception):
+    """Raised by a stand-in for `fit` once it has seen what `train` gives it."""
+
+
+def test_pos_weight_reaches_the_loss_fit_minimises(tmp_path, monkeypatch):
+    import inspect
+
+    import keras
+
+    import nucseg.train as module
+
+    compiled, fitted = [], {}
+    real_compile = module.compile_model
+
+    def compile_model(*args, **kwargs):
+        bound = inspect.signature(real_compile).bind(*args, **kwargs)
+        bound.apply_defaults()
+        compiled.append(bound.arguments)
+        return real_compile(*args, **kwargs)
+
+    def fit(model, *args, **kwargs):   # the epoch itself is not needed (and costs ~40 s here)
+        fitted.update(kwargs, model=model)
+        raise _Stop
+
+    monkeypatch.setattr(module, "compile_model", compile_model)
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    with pytest.raises(_Stop):
+        _train(tmp_path, "w.keras", loss="bce", pos_weight=10.0)
+    assert [c["pos_weight"] for c in compiled] == [10.0]
+    assert "class_weight" not in fitted and "sample_weight" not in fitted   # Keras 3 ignores it per pixel
+    y = np.array([[[1.0], [0.0]], [[1.0], [0.0]]], np.float32)[None]
+    # BCE at logit -1, two nucleus pixels weighing 10 and two background:
+    # (20 * ln(1 + e) + 2 * ln(1 + 1/e)) / 22 = (26.26523 + 0.62652) / 22; unweighted 0.81326
+    assert float(fitted["model"].loss(y, -np.ones_like(y))) == pytest.approx(1.2223526, rel=1e-6)
+
+
+def test_same_seed_same_model(augmented, tmp_path):
+    """Trained again with the same seed (augmentation, degradations and window draws included):
+    the same weights, to the bit."""
+    folder, history, _ = augmented
+    again, _ = _train_augmented(tmp_path)
+    assert again["loss"].tolist() == history["loss"].tolist()
+    a, b = load_model(folder / "m.keras"), load_model(tmp_path / "m.keras")
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
 
