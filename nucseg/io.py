@@ -69,16 +69,31 @@ def all_or_nothing():
         writes = _deferred
     except BaseException:
         for tmp, _ in _deferred:
-            if os.path.exists(tmp):
+            if tmp and os.path.exists(tmp):
                 os.remove(tmp)
         raise
     finally:
         _deferred = outer
+    if outer is not None:
+        outer.extend(writes)
+        return
     for tmp, path in writes:
-        if outer is None:
+        if tmp:
             os.replace(tmp, path)
         else:
-            outer.append((tmp, path))
+            Path(path).unlink(missing_ok=True)
+
+
+def keep_only(folder, names):
+    """Delete the files of `folder` other than `names` (hidden ones aside): what an earlier run
+    wrote into a directory output that this one no longer does (inside `all_or_nothing`: at its
+    successful end)."""
+    stale = [p for p in Path(folder).glob("*") if p.is_file() and not p.name.startswith(".") and p.name not in names]
+    if _deferred is None:
+        for path in stale:
+            path.unlink()
+    else:
+        _deferred.extend((None, path) for path in stale)
 
 
 def save_npy(path, array):

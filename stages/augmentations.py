@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from nucseg.data import select
-from nucseg.io import read_ids
+from nucseg.io import keep_only, read_ids
 from nucseg.params import load_params, run
 from nucseg.plots import augmentation_gallery
 
@@ -36,6 +36,7 @@ def main():
     mask = select(np.load(args.masks), ids, shown)[0]
     for name, settings in STRENGTHS.items():
         augmentation_gallery(image, mask, settings, Path(args.out) / f"{name}.png", seed=seed)
+    keep_only(args.out, [f"{name}.png" for name in STRENGTHS])
     print(f"augmentations: {len(STRENGTHS)} galleries of {shown[0]} -> {args.out}")
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from nucseg.data import native_gray, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import NucsegError, RawSource, find_raw, read_ids, save_json
+from nucseg.io import NucsegError, RawSource, find_raw, keep_only, read_ids, save_json
 from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
@@ -78,6 +78,7 @@ def main():
             {"truth": [examples[n][1] for n in names], "Otsu": [examples[n][2] for n in names],
              "U-Net": [examples[n][3] for n in names]},
             out / "gallery_worst.png", titles=[f"{n}\n{results[n][-1]['severity']:g}" for n in names])
+    keep_only(out, [f"{name}.png" for name in results] + ["gallery_worst.png"])   # e.g. a degradation dropped
     for name, row in table.items():
         print(f"robustness: {name:16s} worst {row['severity']:g}: U-Net Dice {row['unet_dice']:.3f}, "
               f"Otsu {row['otsu_dice']:.3f}, margin {row['margin']:+.3f}")

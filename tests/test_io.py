@@ -158,3 +158,24 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
     os.umask(umask)
     save_json(tmp_path / "m.json", {})
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_keep_only_removes_what_a_run_no_longer_writes_at_its_successful_end(tmp_path):
+    """A directory output (plots/robustness/) loses the figure of a degradation dropped from the
+    params, but only when the stage succeeds; temporary files are not its business."""
+    from nucseg.io import keep_only
+
+    for name in ("blur.png", "fog.png", ".blur.x.tmp.png"):
+        (tmp_path / name).write_text("old")
+    with pytest.raises(RuntimeError), all_or_nothing():
+        save_text(tmp_path / "blur.png", "new")
+        keep_only(tmp_path, ["blur.png"])
+        raise RuntimeError("failed after")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".blur.x.tmp.png", "blur.png", "fog.png"]
+    assert (tmp_path / "blur.png").read_text() == "old"
+    with all_or_nothing():
+        save_text(tmp_path / "blur.png", "new")
+        keep_only(tmp_path, ["blur.png"])
+        assert (tmp_path / "fog.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".blur.x.tmp.png", "blur.png"]
+    assert (tmp_path / "blur.png").read_text() == "new"
