@@ -135,6 +135,7 @@ def save_ids(path, ids):
 
 
 REPLACE_FROM_ZIP = f"replace it with the original from {ZIP_NAME}"
+REPLACE_ZIP = f"delete it and 'dvc repro' downloads {ZIP_NAME} again (or put a good copy in its place)"
 
 
 def decode_png(data, name, fix=REPLACE_FROM_ZIP):
@@ -152,7 +153,10 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
             elif img.mode == "1":
                 img = img.convert("L")
             array = np.asarray(img)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:   # over ~179 megapixels: Pillow refuses to decode it
+        raise NucsegError(f"{name}: too large to decode safely ({exc}); cut it into tiles or scale it down "
+                          "(in Fiji: Image > Scale) and save those") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise NucsegError(f"{name}: not a readable image ({exc}); {fix}") from None
     if array.size == 0:
         raise NucsegError(f"{name}: image has no pixels; {fix}")
@@ -185,7 +189,7 @@ class RawSource:
         self._zip = None
         if self.path.is_file():
             if not zipfile.is_zipfile(self.path):
-                raise NucsegError(f"{self.path}: not a zip file; download {ZIP_NAME} again")
+                raise NucsegError(f"{self.path}: not a zip file (truncated or damaged?); {REPLACE_ZIP}")
             with zipfile.ZipFile(self.path) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/")]
         elif self.path.is_dir():
@@ -220,7 +224,7 @@ class RawSource:
             try:
                 return self._zip.read(self.prefix + member)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc})") from None
+                raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc}); {REPLACE_ZIP}") from None
         return (self.path / self.prefix / member).read_bytes()
 
     def image_size(self, image_id):
@@ -266,19 +270,24 @@ class RawSource:
 
 def _index_layout(names, root, require_masks=True):
     """Map each id to its image member and its mask members; raise on a wrong layout."""
+    # what macOS adds to the zips and folders it makes: resource forks and Finder files
+    names = [n for n in names if not n.startswith("__MACOSX/") and not n.rsplit("/", 1)[-1].startswith("._")
+             and n.rsplit("/", 1)[-1] != ".DS_Store"]
     prefixes = {n.split("/", 1)[0] + "/" for n in names if "/" in n}
     prefix = ""
     # Tolerate one wrapping folder (stage1_train/<id>/...), as some re-packed zips have.
     if len(prefixes) == 1 and not any(p.split("/")[1:2] == ["images"] for p in names):
         prefix = prefixes.pop()
         names = [n[len(prefix):] for n in names if n.startswith(prefix)]
-    images, masks, mask_dirs = {}, {}, set()
+    images, masks, mask_dirs, not_png = {}, {}, set(), {}
     for name in names:
         parts = name.split("/")
         if len(parts) == 3 and parts[1] == "images" and parts[2].lower().endswith(".png"):
             if parts[0] in images:
                 raise NucsegError(f"{root}: {parts[0]}/images/ holds more than one PNG ({LAYOUT})")
             images[parts[0]] = name
+        elif len(parts) == 3 and parts[1] == "images" and parts[2]:
+            not_png.setdefault(parts[0], parts[2])
         elif len(parts) == 3 and parts[1] == "masks" and parts[2]:
             if parts[2].lower().endswith(".png"):
                 masks.setdefault(parts[0], []).append(name)
@@ -295,6 +304,9 @@ def _index_layout(names, root, require_masks=True):
             raise NucsegError(f"masks/ {where} in {root}/{prefix}{image_id}/ ({LAYOUT})")
         masks[image_id].sort()
     stray = sorted(set(masks) - set(images))
+    if stray and stray[0] in not_png:
+        raise NucsegError(f"{root}/{prefix}{stray[0]}/images/ holds no PNG (found {not_png[stray[0]]}); "
+                          f"convert it to PNG ({LAYOUT})")
     if stray:
         raise NucsegError(f"{root}/{prefix}{stray[0]}/images/ missing: masks without an image ({LAYOUT})")
     return images, masks, prefix

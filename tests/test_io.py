@@ -102,10 +102,53 @@ def test_zip_with_wrong_layout(tmp_path):
 
 
 def test_not_a_zip(tmp_path):
+    """Fetch downloads only when there is no zip: the fix is to delete this one."""
     path = tmp_path / "stage1_train.zip"
     path.write_bytes(b"<html>not found</html>")
-    with pytest.raises(NucsegError, match="not a zip file"):
+    with pytest.raises(NucsegError, match=f"^{path}: not a zip file .*; delete it and 'dvc repro' downloads"):
         RawSource(path)
+
+
+def test_a_zip_made_on_a_mac_reads_as_the_plain_one(tmp_path, samples):
+    """macOS's Compress adds __MACOSX/ resource forks (._*) beside the wrapping folder."""
+    path = write_kaggle_zip(tmp_path / "mac.zip", samples, prefix="stage1_train/")
+    with zipfile.ZipFile(path, "a") as zf:
+        for image_id in samples:
+            zf.writestr(f"__MACOSX/stage1_train/{image_id}/images/._{image_id}.png", b"\x00\x05\x16\x07")
+        zf.writestr("stage1_train/.DS_Store", b"\x00")
+    source = RawSource(path)
+    assert source.ids == sorted(samples) and source.prefix == "stage1_train/"
+
+
+def test_a_damaged_member_says_how_to_get_a_good_zip(tmp_path, samples):
+    path = write_kaggle_zip(tmp_path / "stage1_train.zip", samples)
+    source = RawSource(path)
+    member = source.images[source.ids[0]]
+    data = bytearray(path.read_bytes())
+    start = data.index(member.encode()) + len(member)   # the first member's data follows its local header
+    data[start + 10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(NucsegError) as exc:
+        RawSource(path).read_image(source.ids[0])
+    message = _one_line(exc)
+    assert message.startswith(f"{path}:{member}: cannot read from zip (") and "delete it and 'dvc repro'" in message
+
+
+def test_images_that_are_not_png_are_named(tmp_path, samples):
+    root = tmp_path / "raw"
+    write_kaggle_dir(root, samples)
+    first = sorted(samples)[0]
+    png = root / first / "images" / f"{first}.png"
+    png.rename(png.with_suffix(".tif"))
+    with pytest.raises(NucsegError, match=f"{first}/images/ holds no PNG \\(found {first}.tif\\); convert it to PNG"):
+        RawSource(root)
+
+
+def test_an_image_too_large_to_decode_safely_says_what_to_do(monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)   # Pillow refuses above twice this
+    with pytest.raises(NucsegError, match="^scan.png: too large to decode safely .*cut it into tiles or scale it down"):
+        decode_png(png_bytes(np.zeros((8, 8), np.uint8)), "scan.png")
 
 
 def test_decode_keeps_bit_depth_and_channels():
