@@ -77,11 +77,20 @@ def all_or_nothing():
     if outer is not None:
         outer.extend(writes)
         return
-    for tmp, path in writes:
-        if tmp:
-            os.replace(tmp, path)
-        else:
-            Path(path).unlink(missing_ok=True)
+    for done, (tmp, path) in enumerate(writes):   # renames: a failure here is the only way to mix old and new
+        try:
+            if tmp:
+                os.replace(tmp, path)
+            else:
+                Path(path).unlink(missing_ok=True)
+        except BaseException as exc:
+            for left, _ in writes[done:]:
+                if left and os.path.exists(left):
+                    os.remove(left)
+            if not isinstance(exc, OSError):
+                raise
+            raise NucsegError(f"{path}: could not put the new file in place ({exc.strerror or exc}); "
+                              f"{done} of the stage's {len(writes)} outputs are new: fix that and rerun it") from None
 
 
 def keep_only(folder, names):

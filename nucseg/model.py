@@ -48,6 +48,24 @@ def resolve_weights(encoder_weights):
     return str(path)
 
 
+def _weights_problem(weights, img_size, exc):
+    """One line on why Keras could not load `weights` (a path or imagenet), or None if not that."""
+    detail = " ".join(str(exc).split())
+    fix = "set train.encoder_weights in params.yaml to a MobileNetV2 no-top .h5 file, imagenet or none"
+    if weights != "imagenet":
+        return f"{weights}: not MobileNetV2 no-top weights Keras can load ({detail}); {fix}"
+    rows = img_size if img_size in (96, 128, 160, 192, 224) else 224   # the sizes Keras has weights for
+    cache = Path(keras.src.backend.config.keras_home()) / "models" / \
+        f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+    if "URL fetch failure" in detail:
+        return (f"{cache}: Keras could not download MobileNetV2's ImageNet weights ({detail}); put a no-top "
+                f"MobileNetV2 .h5 there (README: Offline machines), or {fix}")
+    if cache.exists():   # seeded by hand with a wrong or truncated file, say
+        return (f"{cache}: not MobileNetV2 no-top weights Keras can load ({detail}); delete it (Keras downloads "
+                f"it again) or replace it (README: Offline machines), or {fix}")
+    return None
+
+
 def get_model(img_size=128, encoder_weights="imagenet", freeze_encoder=None, dropout=0.0):
     """Build the U-Net.
 
@@ -82,17 +100,11 @@ def get_model(img_size=128, encoder_weights="imagenet", freeze_encoder=None, dro
 
     try:
         base = keras.applications.MobileNetV2(input_shape=(img_size, img_size, 3), include_top=False, weights=weights)
-    except Exception as exc:   # Keras raises a bare Exception when its download fails
-        if weights not in (None, "imagenet"):
-            raise NucsegError(f"{weights}: not MobileNetV2 no-top weights Keras can load ({exc}); set "
-                              "train.encoder_weights in params.yaml to such an .h5 file, imagenet or none") from None
-        if weights != "imagenet" or "URL fetch failure" not in str(exc):
+    except Exception as exc:   # a bare Exception when Keras' download fails; h5py's OSError names no file
+        problem = weights and _weights_problem(weights, img_size, exc)
+        if not problem:
             raise
-        cache = Path(keras.src.backend.config.keras_home()) / "models" / \
-            f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{img_size}_no_top.h5"
-        raise NucsegError(f"{cache}: Keras could not download MobileNetV2's ImageNet weights ({exc}); put a no-top "
-                          "MobileNetV2 .h5 there (README: Offline machines), or set train.encoder_weights in "
-                          "params.yaml to its path or to none") from None
+        raise NucsegError(problem) from None
     encoder = keras.Model(base.input, [base.get_layer(n).output for n in SKIP_LAYERS], name="encoder")
     encoder.trainable = not freeze_encoder
 

@@ -4,7 +4,7 @@ Every key of params.yaml has a rule in `SCHEMA` (its type, range or choices). `l
 checks every known section present in the file, not only the stage's own, so that a bad value
 stops the first stage that reads params (before a half-hour training, say) with one line:
 
-    error: params.yaml: split.val is 1.5; use a number from 0 to 1 (below 1), e.g. 0.1
+    error: params.yaml: split.val is 1.5; use a number from 0 to 1 (above 0 and below 1), e.g. 0.1
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML, YAMLError
 
 from .io import NucsegError, all_or_nothing
 
@@ -70,7 +70,8 @@ SCHEMA = {
         "tile": Rule(lambda v: _is_int(v) and (v == 0 or v >= 32), "0 (whole images) or an integer >= 32, e.g. 256"),
     },
     "ingest": {"normalization": choice("percentile", "none")},
-    "split": {"val": number(0, 1, high_open=True, example=0.1), "test": number(0, 1, high_open=True, example=0.1)},
+    "split": {"val": number(0, 1, low_open=True, high_open=True, example=0.1),
+              "test": number(0, 1, low_open=True, high_open=True, example=0.1)},
     "otsu": {"invert_above": number(0, 1, example=0.5)},
     "train": {
         "encoder_weights": Rule(lambda v: isinstance(v, str) and v != "",
@@ -118,8 +119,6 @@ SCHEMA = {
         "example": Rule(lambda v: isinstance(v, str), "a test image id, or \"\" for the first"),
     },
 }
-# Values YAML reads as text though they are numbers (1e-3 without a point, say): taken as numbers.
-NUMERIC_TEXT_OK = {"train.learning_rate", "train.finetune_learning_rate", "train.pos_weight"}
 
 
 def _check_section(path, name, values, required):
@@ -131,11 +130,6 @@ def _check_section(path, name, values, required):
         if key not in schema:
             raise NucsegError(f"{path}: {dotted} is not a nucseg param; fix its spelling or remove it "
                               f"(the {name} params: {', '.join(schema)})")
-        if dotted in NUMERIC_TEXT_OK and isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
         if not schema[key].accepts(value):
             raise NucsegError(f"{path}: {dotted} is {value!r}; use {schema[key].use}")
         if dotted in SCHEMA and value:
@@ -150,8 +144,11 @@ def check_params(params, path="params.yaml", required=()):
     """Check every known section of `params` (the whole file); the `required` ones must be complete.
     Raises `NucsegError` naming the first bad key and what to use."""
     for name, values in params.items():
-        if name in SCHEMA:
-            _check_section(path, name, values or {}, required=name in required)
+        if name not in SCHEMA or "." in name:
+            sections = ", ".join(n for n in SCHEMA if "." not in n)
+            raise NucsegError(f"{path}: {name!r} is not a nucseg section; fix its spelling or remove it "
+                              f"(the sections: {sections})")
+        _check_section(path, name, values or {}, required=name in required)
     split = params.get("split") or {}
     if _is_number(split.get("val")) and _is_number(split.get("test")) and split["val"] + split["test"] >= 1:
         raise NucsegError(f"{path}: split.val + split.test is {split['val'] + split['test']:g}; "
@@ -176,7 +173,10 @@ def check_params(params, path="params.yaml", required=()):
 def load_params(*sections, path="params.yaml", with_base=True):
     """The `sections` of params.yaml merged, in order, over its `base` section (seed, size, tile),
     after checking the whole file (`check_params`)."""
-    params = yaml.safe_load(Path(path).read_text()) or {}
+    try:   # YAML 1.2, as DVC reads and writes it: 1e-05 is a number (YAML 1.1 would read text)
+        params = YAML(typ="safe").load(Path(path).read_text()) or {}
+    except YAMLError as exc:
+        raise NucsegError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix it there") from None
     for section in sections:
         if section not in params:
             raise NucsegError(f"{path}: no '{section}' section; add it (see params.yaml in the repository)")

@@ -18,12 +18,10 @@ def main():
     ids = pd.read_csv(args.meta)["id"].tolist()
     parts = split_ids(ids, val=params["val"], test=params["test"], seed=params["seed"])
     for name, part in zip(("train", "val", "test"), parts):
-        if not part and name == "train":   # every later stage needs images in each split: refused here
-            raise NucsegError(f"params.yaml: split.val and split.test leave none of the {len(ids)} images to train on; "
-                              "lower them, or add images")
-        if not part:
-            raise NucsegError(f"params.yaml: split.{name} is {params[name]}, an empty {name} split of {len(ids)} "
-                              "images; raise it, or add images")
+        if not part:   # each later stage needs images in its split: refused here (a few images, a small fraction)
+            cause = "split.val and split.test leave" if name == "train" else f"split.{name} is {params[name]}, which gives"
+            raise NucsegError(f"params.yaml: {cause} an empty {name} split of the {len(ids)} images; "
+                              f"{'lower them' if name == 'train' else 'raise it'}, or add images")
     for name, part in zip(("train", "val", "test"), parts):
         save_ids(Path(args.out) / f"{name}.txt", part)
     print("split: " + ", ".join(f"{n} {len(p)}" for n, p in zip(("train", "val", "test"), parts)))

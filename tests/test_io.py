@@ -222,3 +222,17 @@ def test_keep_only_removes_what_a_run_no_longer_writes_at_its_successful_end(tmp
         assert (tmp_path / "fog.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".blur.x.tmp.png", "blur.png"]
     assert (tmp_path / "blur.png").read_text() == "new"
+
+
+def test_a_rename_that_fails_at_the_end_says_so_in_one_line(tmp_path):
+    """The renames at the end of `all_or_nothing` are the one place where old and new can mix
+    (a target turned into a folder, a full disk): one line says which, and no temporary file stays."""
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    with pytest.raises(NucsegError) as exc, all_or_nothing():
+        save_text(first, "new a")
+        save_text(second, "new b")
+        second.mkdir()
+    message = _one_line(exc)
+    assert message.startswith(f"{second}: could not put the new file in place (") and "1 of the stage's 2" in message
+    assert first.read_text() == "new a" and second.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]

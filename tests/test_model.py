@@ -95,6 +95,11 @@ def test_weights_that_cannot_be_had_stop_in_one_line(tmp_path, monkeypatch):
     assert str(error.value).startswith(f"{cache}: Keras could not download MobileNetV2's ImageNet weights")
     assert "train.encoder_weights" in str(error.value) and "\n" not in str(error.value)
 
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"<html>proxy error</html>")   # a bad copy in Keras' cache
+    with pytest.raises(NucsegError, match=f"^{cache}: not MobileNetV2 no-top weights Keras can load .*delete it"):
+        get_model(96, encoder_weights="imagenet")
+
     junk = tmp_path / "weights.h5"
     junk.write_bytes(b"not an HDF5 file")
     with pytest.raises(NucsegError, match=f"^{junk}: not MobileNetV2 no-top weights Keras can load"):

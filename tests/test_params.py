@@ -19,12 +19,29 @@ def committed():
 
 def test_sections_merge_over_base(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"base": BASE, "a": {"x": 1}, "b": {"x": 2, "y": 3}}))
-    assert load_params("a", path=path) == {**BASE, "x": 1}
-    assert load_params("a", "b", path=path) == {**BASE, "x": 2, "y": 3}
-    assert load_params("b", path=path, with_base=False) == {"x": 2, "y": 3}
-    with pytest.raises(NucsegError, match="no 'c' section"):
-        load_params("c", path=path)
+    ingest, predict = {"normalization": "none"}, {"batch_size": 8, "tta": False, "overlap": 0}
+    path.write_text(yaml.safe_dump({"base": BASE, "ingest": ingest, "predict": predict}))
+    assert load_params("ingest", path=path) == {**BASE, **ingest}
+    assert load_params("ingest", "predict", path=path) == {**BASE, **ingest, **predict}
+    assert load_params("predict", path=path, with_base=False) == predict
+    with pytest.raises(NucsegError, match="no 'evaluate' section"):
+        load_params("evaluate", path=path)
+
+
+def test_numbers_read_as_dvc_writes_them_and_bad_yaml_in_one_line(tmp_path):
+    """`dvc exp run -S train.lr_decay=1e-5` writes 1e-05: YAML 1.2 (DVC's) reads a number there,
+    YAML 1.1 (PyYAML's) text."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(path, ["train.lr_decay=1e-5", "train.learning_rate=2e-4"])
+    assert "lr_decay: 1e-05" in path.read_text()
+    p = load_params("train", path=path)
+    assert (p["lr_decay"], p["learning_rate"]) == (1e-5, 2e-4)
+    path.write_text("base: {seed: 1\n")
+    with pytest.raises(NucsegError, match=f"^{path}: not valid YAML \\(.*\\); fix it there$"):
+        load_params(path=path)
 
 
 def test_every_param_dvc_tracks_exists():
@@ -49,7 +66,8 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("split.val", 1.5, "split.val is 1.5; use a number from 0 to 1 (below 1), e.g. 0.1"),
+    ("split.val", 1.5, "split.val is 1.5; use a number from 0 to 1 (above 0 and below 1), e.g. 0.1"),
+    ("split.test", 0, "split.test is 0; use a number from 0 to 1 (above 0 and below 1)"),
     ("split.val", "0.1", "split.val is '0.1'; use a number from 0 to 1"),
     ("base.seed", -1, "base.seed is -1; use an integer >= 0"),
     ("base.seed", 1.5, "base.seed is 1.5; use an integer >= 0"),
@@ -104,7 +122,10 @@ def test_nested_missing_and_cross_checks():
     with pytest.raises(NucsegError, match="robustness.degradations names blur but robustness.severities does not"):
         check_params(params)
     params = committed()
-    params["train"]["learning_rate"] = "1e-3"  # YAML reads 1e-3 (no point) as text: a number all the same
+    params["evalute"] = {"threshold": 0.3}
+    with pytest.raises(NucsegError, match="'evalute' is not a nucseg section; fix its spelling or remove it"):
+        check_params(params)
+    params = committed()
     params["train"]["augment"] = None          # no augmentation
     check_params(params, required=set(params))
 
@@ -123,8 +144,8 @@ def test_a_stage_with_a_bad_param_stops_in_one_line_and_keeps_its_outputs(tmp_pa
     monkeypatch.setattr("sys.argv", ["split.py", "--meta", "meta.csv", "--out", "split"])
 
     for split, expected in [({"val": "0.1"}, "error: params.yaml: split.val is '0.1'; use a number from 0 to 1"),
-                            ({"val": 0.1, "test": 0.5}, "error: params.yaml: split.val is 0.1, an empty val split "
-                                                        "of 5 images; raise it, or add images")]:
+                            ({"val": 0.1, "test": 0.5}, "error: params.yaml: split.val is 0.1, which gives an empty "
+                                                        "val split of the 5 images; raise it, or add images")]:
         params["split"].update(split)
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         with pytest.raises(SystemExit) as stop:
@@ -135,3 +156,44 @@ def test_a_stage_with_a_bad_param_stops_in_one_line_and_keeps_its_outputs(tmp_pa
         assert [(out / f"{n}.txt").read_text() for n in ("train", "val", "test")] == \
             ["previous train\n", "previous val\n", "previous test\n"]
         assert sorted(p.name for p in out.iterdir()) == ["test.txt", "train.txt", "val.txt"]   # no leftovers
+
+
+def test_a_stage_failing_after_writing_leaves_all_its_previous_outputs(tmp_path, monkeypatch):
+    """The augmentations stage, as `dvc repro` runs it, fails at its third figure: the two it has
+    drawn stay aside and vanish, every previous figure is as it was (`run` wraps the stage in
+    `all_or_nothing`); run again, all five are new."""
+    import numpy as np
+
+    import nucseg.plots
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.random((2, 32, 32), dtype=np.float32))
+    np.save(tmp_path / "masks.npy", (rng.random((2, 32, 32)) > 0.7).astype(np.uint8))
+    pd.DataFrame({"id": ["a", "b"]}).to_csv(tmp_path / "meta.csv", index=False)
+    (tmp_path / "train.txt").write_text("b\n")
+    out = tmp_path / "figures"
+    out.mkdir()
+    names = ["brightness.png", "contrast.png", "blur.png", "shift.png", "flip.png"]
+    for name in names:
+        (out / name).write_bytes(b"previous")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["augmentations.py", "--images", "images.npy", "--masks", "masks.npy",
+                                     "--meta", "meta.csv", "--ids", "train.txt", "--out", "figures"])
+    real, calls = nucseg.plots.augmentation_gallery, []
+
+    def third_fails(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise MemoryError("drawing the third figure")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nucseg.plots, "augmentation_gallery", third_fails)
+    with pytest.raises(MemoryError):
+        runpy.run_path(str(ROOT / "stages" / "augmentations.py"), run_name="__main__")
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)          # no temporary files left
+    assert all((out / name).read_bytes() == b"previous" for name in names)  # the two drawn did not land
+
+    monkeypatch.setattr(nucseg.plots, "augmentation_gallery", real)
+    runpy.run_path(str(ROOT / "stages" / "augmentations.py"), run_name="__main__")
+    assert all((out / name).read_bytes()[:4] == b"\x89PNG" for name in names)
