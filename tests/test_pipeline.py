@@ -169,10 +169,11 @@ def test_corrupt_image_fails_in_one_line_and_keeps_results(project):
     assert ran(dvc(project, "repro")) == set()
 
 
-def test_a_stage_failing_half_way_keeps_every_previous_output(project):
-    """Train fails after DVC has started it (its windows cut, the model being built): every output
+def test_a_failing_train_keeps_every_previous_output(project):
+    """Train fails once DVC has started it (its windows cut, the encoder being built): every output
     it had, cached (the model) or committed (metrics, plots), is as it was, nothing after it runs,
-    and the error is one line. DVC would delete a non-persist output before running the stage."""
+    and the error is one line. (DVC deletes a stage's non-persist outputs before running it; a
+    stage failing after it has written is tests/test_params.py's.)"""
     project, _ = project
     outputs = ["models/unet.keras", "models/config.json", "metrics/train.json", "plots/history.csv",
                "models/unet.tflite", "metrics/evaluate.json"]
@@ -216,3 +217,29 @@ def test_remote_push_then_pull_in_a_fresh_clone(project, tmp_path):
     # everything matches dvc.lock: nothing at all reruns
     assert "Data and pipelines are up to date" in dvc(clone, "status").stdout
     assert ran(dvc(clone, "repro")) == set()
+
+
+def test_a_queued_sweep_runs_in_two_workers(project):
+    """`dvc exp run --queue -S` twice, `dvc queue start -j 2`: each experiment runs in its own copy
+    of the repository, reruns only what its param affects, and `dvc exp show` has both results."""
+    import time
+
+    project, _ = project
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "before the sweep", "--allow-empty")   # queued experiments start from a commit
+    for threshold in (0.3, 0.7):
+        dvc(project, "exp", "run", "--queue", "-n", f"t{threshold}", "-S", f"evaluate.threshold={threshold}")
+    dvc(project, "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 600
+    while re.search(r"\b(Queued|Running)\b", dvc(project, "queue", "status").stdout) and time.monotonic() < deadline:
+        time.sleep(3)
+    status = dvc(project, "queue", "status").stdout
+    assert len(re.findall(r"\bSuccess\b", status)) == 2, status
+    for threshold in (0.3, 0.7):
+        assert ran(dvc(project, "queue", "logs", f"t{threshold}")) == SCORING_STAGES
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    runs = {rev["name"]: rev["data"] for commit in shown for exp in commit.get("experiments") or []
+            for rev in exp["revs"]}
+    for threshold in (0.3, 0.7):
+        assert runs[f"t{threshold}"]["metrics"]["metrics/evaluate.json"]["data"]["threshold"] == threshold
+    assert json.loads((project / "metrics" / "evaluate.json").read_text())["threshold"] not in (0.3, 0.7)   # workspace as it was
