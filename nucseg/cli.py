@@ -67,25 +67,18 @@ def _tile(args):
     return DEFAULT_TILE if tile is None else tile
 
 
-def _check_numbers(args):
-    """Refuse out-of-range numeric options before anything is loaded."""
-    checks = [
-        (0 < args.threshold < 1, "--threshold", args.threshold, "use a probability between 0 and 1, e.g. 0.5"),
-        (args.batch_size >= 1, "--batch-size", args.batch_size, "use 1 or more, e.g. 8"),
-        (args.tile is None or args.tile >= 0, "--tile", args.tile, "use 0 (whole images) or a positive size, e.g. 256"),
-        (args.overlap >= 0, "--overlap", args.overlap, "use 0 or more, below the tile, e.g. 64"),
-        (args.min_size >= 0, "--min-size", args.min_size, "use 0 or more pixels, e.g. 30"),
-    ]
-    for ok, option, value, fix in checks:
-        if not ok:
-            raise NucsegError(f"{option} {value}: out of range; {fix}")
+def _check_numbers(args, tile=None):
+    """Refuse out-of-range numeric options before anything is loaded (with `tile`, the one
+    resolved from --tile or config.json: the overlap against it)."""
+    from .predict import setting_problems
 
-
-def _check_windows(args, tile):
-    if tile and args.overlap >= tile:
-        source = "--tile" if args.tile is not None else f"the tile from {Path(args.model).with_name('config.json')}"
-        raise NucsegError(f"--overlap {args.overlap}: not below the tile, {tile} ({source}); "
-                          f"use a smaller --overlap, e.g. {tile // 4}")
+    source = "--tile" if args.tile is not None else f"from {Path(args.model).with_name('config.json')}"
+    problems = setting_problems(args.threshold, args.batch_size, (args.tile or 0) if tile is None else tile,
+                                args.overlap, tile_source=source)
+    problems += [("min_size", args.min_size, "0 or more pixels, e.g. 30")] * (args.min_size < 0)
+    if problems:
+        name, value, use = problems[0]
+        raise NucsegError(f"--{name.replace('_', '-')} {value}: out of range; use {use}")
 
 
 def _check_writable(path, option, folder):
@@ -151,7 +144,7 @@ def cmd_predict(args):
     if not inputs:
         raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(('.png', '.tif', '.jpg'))} ...)")
     tile = _tile(args) if args.method == "unet" else DEFAULT_TILE
-    _check_windows(args, tile)
+    _check_numbers(args, tile)
     model = _load_model(args.model) if args.method == "unet" else None
     try:
         summary = predict_images(inputs, _segmenter(args, args.method, model, tile), args.out, rle_csv=args.rle)
@@ -175,7 +168,7 @@ def cmd_evaluate(args):
         raise NucsegError(f"{args.solution}: no such file; give --solution the RLE CSV "
                           "(ImageId, EncodedPixels[, Height, Width])")
     tile = _tile(args) if "unet" in args.method else DEFAULT_TILE
-    _check_windows(args, tile)
+    _check_numbers(args, tile)
     model = _load_model(args.model) if "unet" in args.method else None
     segmenters = {m: _segmenter(args, m, model if m == "unet" else None, tile) for m in args.method}
     summary, rows = evaluate_labelled(args.data, segmenters, solution=args.solution)

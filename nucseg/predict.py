@@ -180,13 +180,20 @@ def _blend(shape, boxes, probs, overlap):
     return total / weight
 
 
-def check_windows(tile, overlap):
-    """Refuse a `tile` and `overlap` that cannot tile an image: negative ones, or an overlap of a
-    whole tile or more (no step forward: hundreds of thousands of windows)."""
-    if tile < 0 or overlap < 0:
-        raise ValueError(f"tile {tile}, overlap {overlap}: neither may be negative (tile 0: whole images)")
-    if tile and overlap >= tile:
-        raise ValueError(f"overlap {overlap} is not below the tile {tile}; use a smaller overlap, e.g. {tile // 4}")
+def setting_problems(threshold=0.5, batch_size=1, tile=0, overlap=0, tile_source=None):
+    """The U-Net's prediction settings that cannot work, as (name, value, what to use): a
+    threshold that is not a probability, empty batches, negative sizes, or an overlap of a whole
+    tile or more (no step forward: hundreds of thousands of windows). `tile_source` says where the
+    tile came from, in the advice."""
+    tile_text = f"the tile ({tile}{', ' + tile_source if tile_source else ''})"
+    checks = [
+        (0 < threshold < 1, "threshold", threshold, "a probability between 0 and 1, e.g. 0.5"),
+        (batch_size >= 1, "batch_size", batch_size, "1 or more, e.g. 8"),
+        (tile >= 0, "tile", tile, "0 (whole images) or a positive size, e.g. 256"),
+        (overlap >= 0, "overlap", overlap, "0 or more, below the tile, e.g. 64"),
+        (tile <= 0 or overlap < tile, "overlap", overlap, f"one below {tile_text}, e.g. {max(tile, 0) // 4}"),
+    ]
+    return [(name, value, use) for ok, name, value, use in checks if not ok]
 
 
 @dataclass
@@ -210,12 +217,10 @@ class Segmenter:
             raise ValueError(f"unknown method {self.method!r}: use unet or otsu")
         if self.method == "unet" and self.model is None:
             raise ValueError("the unet method needs a model")
-        if self.method == "unet":   # Otsu uses none of these
-            check_windows(self.tile, self.overlap)
-            if not 0 < self.threshold < 1:
-                raise ValueError(f"threshold {self.threshold} is not a probability; use one between 0 and 1, e.g. 0.5")
-            if self.batch_size < 1:
-                raise ValueError(f"batch size {self.batch_size}; use 1 or more")
+        problems = setting_problems(self.threshold, self.batch_size, self.tile, self.overlap)
+        if self.method == "unet" and problems:   # Otsu uses none of these
+            name, value, use = problems[0]
+            raise ValueError(f"{name} {value}: out of range; use {use}")
 
     def mask(self, raw):
         gray = native_gray(raw, self.normalization)

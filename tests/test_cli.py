@@ -117,7 +117,8 @@ def folder(tmp_path, samples):
     (["--batch-size", "0"], "--batch-size 0: out of range; use 1 or more"),
     (["--tile", "-5"], "--tile -5: out of range"),
     (["--overlap", "-100"], "--overlap -100: out of range"),
-    (["--tile", "48", "--overlap", "48"], "--overlap 48: not below the tile, 48 (--tile); use a smaller --overlap"),
+    (["--tile", "48", "--overlap", "48"], "--overlap 48: out of range; use one below the tile (48, --tile), e.g. 12"),
+    (["--min-size", "-1"], "--min-size -1: out of range; use 0 or more pixels"),
     (["--out", "{tmp}/afile"], "afile: a file, not a folder; give --out a new or existing folder"),
     (["--rle", "{tmp}/afile/x.csv"], "afile is a file, not a folder; give --rle a path in a folder"),
     (["--rle", "{tmp}"], "a folder; give --rle a file name"),
@@ -146,7 +147,8 @@ def test_overlap_is_checked_against_the_tile_from_config_json(tmp_path, folder, 
     model.write_bytes(model_file.read_bytes())
     (model.parent / "config.json").write_text(json.dumps({"tile": 48}))
     assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 1
-    assert f"--overlap 64: not below the tile, 48 (the tile from {model.parent / 'config.json'})" in _one_error_line(capsys)
+    assert f"--overlap 64: out of range; use one below the tile (48, from {model.parent / 'config.json'})" in \
+        _one_error_line(capsys)
 
 
 def test_predict_notes_the_default_tile_when_config_json_is_missing(tmp_path, folder, model_file, capsys):

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pandas as pd
@@ -173,9 +175,14 @@ def test_windows_that_leave_gaps_raise_instead_of_nan(threshold_model):
     gray = np.random.default_rng(0).random((100, 100)).astype(np.float32)
     with pytest.raises(ValueError, match="uncovered"):
         native_probs(threshold_model, gray, tile=32, overlap=-40)
-    for tile, overlap in ((64, 64), (64, -1), (-5, 0)):
-        with pytest.raises(ValueError, match="overlap|negative"):
-            Segmenter("unet", threshold_model, tile=tile, overlap=overlap)
+    for settings, message in [(dict(tile=64, overlap=64), "overlap 64: out of range; use one below the tile (64), e.g. 16"),
+                              (dict(overlap=-1), "overlap -1: out of range; use 0 or more"),
+                              (dict(tile=-5, overlap=0), "tile -5: out of range; use 0 (whole images)"),
+                              (dict(threshold=7), "threshold 7: out of range; use a probability between 0 and 1"),
+                              (dict(batch_size=0), "batch_size 0: out of range; use 1 or more")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Segmenter("unet", threshold_model, **settings)
+    Segmenter("otsu", tile=-5, overlap=-1, threshold=7)   # Otsu uses none of these
 
 
 def test_summary_is_written_when_the_run_is_interrupted(tmp_path, samples):
