@@ -10,6 +10,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from .io import UnknownIds
+
 # ITU-R 601-2 luma, the weights of Pillow's "L" conversion and ImageJ's default.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -173,5 +175,6 @@ def select(array, all_ids, ids):
     position = {image_id: i for i, image_id in enumerate(all_ids)}
     missing = [i for i in ids if i not in position]
     if missing:
-        raise KeyError(f"{len(missing)} ids not in the data, e.g. {missing[0]}")
+        raise UnknownIds(f"{len(missing)} ids not in the data, e.g. {missing[0]}: the id lists and the arrays "
+                         "come from different runs; rebuild them with 'dvc repro'")
     return np.asarray(array)[[position[i] for i in ids]]

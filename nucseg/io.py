@@ -27,6 +27,13 @@ class NucsegError(Exception):
     """Bad input or configuration: the message names the file and the fix, on one line."""
 
 
+class UnknownIds(KeyError):
+    """Ids that the data at hand lacks (a KeyError, for lookups): one line, like `NucsegError`."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # Atomic writes: a reader sees the old file or the new one, never half of one.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML, YAMLError
 
-from .io import NucsegError, all_or_nothing
+from .io import NucsegError, UnknownIds, all_or_nothing
 
 
 class Rule:
@@ -193,6 +193,6 @@ def run(main):
     try:
         with all_or_nothing():
             main()
-    except (NucsegError, FileNotFoundError) as exc:
+    except (NucsegError, UnknownIds, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from nucseg.data import select
 from nucseg.evaluate import forward, load_model, predict_probs
-from nucseg.io import NucsegError, RawSource, atomic_path, find_raw, read_ids
+from nucseg.io import NucsegError, RawSource, UnknownIds, atomic_path, find_raw, read_ids
 from nucseg.lite import BATCH, CALIBRATION_BATCHES, LiteModel, convert
 from nucseg.metrics import confusion, scores
 from nucseg.params import load_params, run
@@ -40,8 +40,10 @@ def inputs_of(ids_path, p, args, limit=None):
             return model_inputs(source, args.labels, ids, tile, size, normalization, limit)
         images = select(np.load(args.images, mmap_mode="r"), pd.read_csv(args.meta)["id"].tolist(), ids)
         return thin(images, limit)[..., None].astype(np.float32)
-    except KeyError as exc:
-        raise NucsegError(f"{ids_path}: an id is missing from the ingested data or labels ({exc.args[0]}); "
+    except UnknownIds as exc:
+        raise NucsegError(f"{ids_path}: {exc}") from None
+    except KeyError as exc:   # from the labels' npz
+        raise NucsegError(f"{ids_path}: an id is missing from the labels ({exc.args[0]}); "
                           "rebuild them with 'dvc repro'") from None
 
 

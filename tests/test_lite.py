@@ -237,8 +237,8 @@ def test_export_stage_int8_names_an_id_the_data_lacks(models, tmp_path, monkeypa
     monkeypatch.setattr("nucseg.io.read_ids", lambda path: real_read_ids(path) + ["not-ingested"])
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8")
-    _assert_refused(capsys, tmp_path, "split/val.txt: an id is missing from the ingested data or labels "
-                                      "(1 ids not in the data, e.g. not-ingested); rebuild them with 'dvc repro'")
+    _assert_refused(capsys, tmp_path, "split/val.txt: 1 ids not in the data, e.g. not-ingested: the id lists and "
+                                      "the arrays come from different runs; rebuild them with 'dvc repro'")
 
 
 def test_int8_conversion_quantises_and_keeps_the_entry_points(models, quantised):

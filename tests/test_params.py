@@ -197,3 +197,120 @@ def test_a_stage_failing_after_writing_leaves_all_its_previous_outputs(tmp_path,
     monkeypatch.setattr(nucseg.plots, "augmentation_gallery", real)
     runpy.run_path(str(ROOT / "stages" / "augmentations.py"), run_name="__main__")
     assert all((out / name).read_bytes()[:4] == b"\x89PNG" for name in names)
+
+
+def params_read(source, params):
+    """The params (``section.key``) that a stage script's `source` reads, found in its syntax tree.
+
+    Each `load_params(...)` result is followed by name through its function, and into the script's
+    own functions it is passed to (export.py's `inputs_of(ids_path, p, args)`). ``r["key"]`` and
+    ``r.get("key")`` read that key, from the last named section that holds it, else from base; a
+    computed key (split.py's ``params[name]``, name val or test) any key of the named sections; any
+    other use (``**r``, saved in a file, given to a library function) every key the result holds.
+    A key that none of its sections holds is returned as ``?key``.
+    """
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            child.parent = node
+    functions = {f.name: f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+
+    def constant(node):
+        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+    def enclosing(node):
+        while not isinstance(node, (ast.FunctionDef, ast.Module)):
+            node = node.parent
+        return node
+
+    def uses(name, scope, seen):
+        if (name, id(scope)) in seen:
+            return set()
+        seen.add((name, id(scope)))
+        return set().union(*(keys(n, seen) for n in ast.walk(scope)
+                             if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Load)))
+
+    def keys(node, seen):
+        """The keys read from the value of `node`: names, "*" (a computed one) or "**" (all)."""
+        parent = node.parent
+        if isinstance(parent, ast.Subscript) and parent.value is node:
+            return {constant(parent.slice) or "*"}
+        if isinstance(parent, ast.Attribute) and parent.attr == "get" and getattr(parent.parent, "func", 0) is parent:
+            return {constant(parent.parent.args[0]) or "*"}
+        if isinstance(parent, ast.Assign) and parent.value is node and [type(t) for t in parent.targets] == [ast.Name]:
+            return uses(parent.targets[0].id, enclosing(parent), seen)
+        call = parent.parent if isinstance(parent, ast.keyword) else parent
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in functions \
+                and (isinstance(parent, ast.keyword) or node in call.args):
+            function = functions[call.func.id]
+            names = [a.arg for a in function.args.posonlyargs + function.args.args]
+            return uses(parent.arg if isinstance(parent, ast.keyword) else names[call.args.index(node)], function, seen)
+        return {"**"}
+
+    read = set()
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "load_params"):
+            continue
+        sections = [constant(a) for a in call.args]
+        assert None not in sections, f"load_params with a section computed at run time: {ast.unparse(call)}"
+        with_base = next((k.value.value for k in call.keywords if k.arg == "with_base"), True)
+        merged = [*reversed(sections), *(["base"] if with_base else [])]   # a key: from the first holding it
+        for key in keys(call, set()):
+            if key == "**":
+                read |= {f"{s}.{k}" for s in merged for k in params[s]}
+            elif key == "*":
+                read |= {f"{s}.{k}" for s in sections for k in params[s]}
+            else:
+                read.add(next((f"{s}.{key}" for s in merged if key in params[s]), f"?{key}"))
+    return read
+
+
+def stage_scripts():
+    """dvc.yaml's stages that run a script of stages/: name -> (script, the params it tracks)."""
+    import re
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: (ROOT / re.match(r"python (stages/\w+\.py) ", stage["cmd"])[1], stage.get("params", []))
+            for name, stage in stages.items()}
+
+
+def untracked(read, tracked):
+    """The params of `read` that none of `tracked` (a section, or a dotted key or prefix) covers."""
+    return sorted(key for key in read if not any(key == t or key.startswith(t + ".") for t in tracked))
+
+
+def test_every_param_a_stage_reads_is_tracked_by_it():
+    """The other direction of `test_every_param_dvc_tracks_exists`: each param a stage script reads
+    is listed in that stage's params, so that changing it reruns the stage."""
+    params, scripts = committed(), stage_scripts()
+    reading = {path for path in (ROOT / "stages").glob("*.py") if "load_params(" in path.read_text()}
+    assert reading <= {script for script, _ in scripts.values()}, "a stage script that no dvc.yaml stage runs"
+    for name, (script, tracked) in scripts.items():
+        read = params_read(script.read_text(), params)
+        assert bool(read) == (script in reading), name
+        assert not untracked(read, tracked), f"stage {name} reads {untracked(read, tracked)}; add them to its params"
+
+
+def test_the_params_scan_sees_each_way_a_stage_reads():
+    """What `params_read` finds in three stages, and a read that dvc.yaml does not track, planted in
+    copies of the sources of train.py and evaluate.py."""
+    params, scripts = committed(), stage_scripts()
+    source = {name: script.read_text() for name, (script, _) in scripts.items()}
+    instances = {f"instances.{k}" for k in params["instances"]}                # **instance_params: all of them
+    assert params_read(source["evaluate"], params) == {"evaluate.threshold", "evaluate.gallery_images", *instances}
+    export = params_read(source["export"], params)                             # base.tile: in inputs_of only
+    assert {"base.tile", "base.img_size", "ingest.normalization", "export.precision"} <= export
+    assert "base.seed" not in export
+    assert params_read(source["split"], params) == {"base.seed", "split.val", "split.test"}   # params[name]
+
+    for name, old, new, missing in [
+        ("train", "    levels = load_params(",
+         '    cut = load_params("otsu")["invert_above"]\n    levels = load_params(', "otsu.invert_above"),
+        ("evaluate", 'threshold = params["threshold"]', 'threshold, seed = params["threshold"], params.get("seed")',
+         "base.seed"),                                                      # load_params("evaluate") holds base
+    ]:
+        assert source[name].count(old) == 1
+        assert untracked(params_read(source[name].replace(old, new), params), scripts[name][1]) == [missing]
+    assert "?no_such_key" in params_read(source["masks"].replace('["img_size"]', '["no_such_key"]'), params)
