@@ -5,12 +5,26 @@ from conftest import disk
 from nucseg.instances import instances
 
 
+def _centres(n, radius=8, gap=-3):
+    return [(20, 12 + i * (2 * radius + gap)) for i in range(n)]
+
+
 def _touching(n, radius=8, gap=-3, shape=(40, 120)):
     """`n` disks in a row, overlapping by `-gap` pixels: one connected blob."""
     mask = np.zeros(shape, bool)
-    for i in range(n):
-        mask |= disk(shape, (20, 12 + i * (2 * radius + gap)), radius)
+    for c in _centres(n, radius, gap):
+        mask |= disk(shape, c, radius)
     return mask
+
+
+def _assert_one_label_per_centre(labels, centres, tol):
+    """Each label's centroid lies within `tol` pixels of a disk centre, each centre used once."""
+    from scipy import ndimage as ndi
+
+    found = np.array(ndi.center_of_mass(labels > 0, labels, range(1, labels.max() + 1)))
+    dist = np.linalg.norm(found[:, None] - np.array(centres)[None], axis=2)
+    assert sorted(dist.argmin(1).tolist()) == list(range(len(centres))), found.round(1)
+    assert dist.min(1).max() <= tol, found.round(1)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
@@ -22,6 +36,8 @@ def test_touching_disks_are_split(n):
     labels = instances(mask)
     assert labels.max() == n
     assert (labels > 0).sum() == mask.sum()  # nothing lost to the watershed
+    # and cut across the row, at the necks: a cut along it (or anywhere else) moves the centroids
+    _assert_one_label_per_centre(labels, _centres(n), tol=2)
 
 
 def test_without_splitting_touching_disks_stay_one():
@@ -34,7 +50,9 @@ def test_separate_disks_of_many_sizes_are_counted():
     mask = np.zeros(shape, bool)
     for y, x, r in centres:
         mask |= disk(shape, (y, x), r)
-    assert instances(mask).max() == len(centres)
+    labels = instances(mask)
+    assert labels.max() == len(centres)
+    _assert_one_label_per_centre(labels, [c[:2] for c in centres], tol=0.5)
 
 
 def test_holes_filled_and_specks_removed():

@@ -92,6 +92,148 @@ def test_finetune_phase_continues(tmp_path):
     assert model.output_shape == (None, 32, 32, 1)
 
 
+# Two phases long enough to show the checkpoint, early stopping and the schedule at work. Phase 1
+# (encoder frozen) reaches its lowest val loss at epoch 4 of 8 and stops 2 epochs later; phase 2 fine-
+# tunes at a rate high enough to diverge, so the best epoch is in phase 1 and far from the last.
+LONG = dict(epochs=8, patience=2, learning_rate=1e-2, lr_decay=0.1, finetune_epochs=2,
+            finetune_learning_rate=3e-2, freeze_encoder=True)
+
+
+def _bn_and_other(encoder):
+    """The encoder's BatchNorm layers and its other layers with weights."""
+    import keras
+
+    bn = [l for l in encoder.layers if isinstance(l, keras.layers.BatchNormalization)]
+    return bn, [l for l in encoder.layers if l.weights and l not in bn]
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory):
+    """`train` with LONG, spied on: what each `compile_model` call got, and, from a callback added to
+    each `fit`, the optimizer's learning rate at every step and the weights after every epoch."""
+    import inspect
+
+    import keras
+
+    import nucseg.train as module
+    from nucseg.model import encoder_of
+
+    x, y = _data(6)
+    rec = {"compiled": [], "fits": [], "lr": {}, "weights": {}}
+    real_compile, real_fit = module.compile_model, keras.Model.fit
+
+    def compile_model(*args, **kwargs):
+        bound = inspect.signature(real_compile).bind(*args, **kwargs)
+        bound.apply_defaults()
+        model, encoder = bound.arguments["model"], encoder_of(bound.arguments["model"])
+        bn, other = _bn_and_other(encoder)
+        rec["compiled"].append({**bound.arguments, "weights": model.get_weights(),
+                                "encoder_trainable": encoder.trainable,
+                                "bn_trainable": [l.trainable for l in bn],
+                                "other_trainable": [l.trainable for l in other]})
+        return real_compile(*args, **kwargs)
+
+    class Recorder(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            rec["lr"].setdefault(self.epoch, []).append(lr)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            rec["weights"][epoch + 1] = self.model.get_weights()
+
+    def fit(model, *args, **kwargs):
+        def encoder_weights():
+            bn, other = _bn_and_other(encoder_of(model))
+            return [l.get_weights() for l in bn], [l.get_weights() for l in other]
+
+        before = encoder_weights()
+        kwargs["callbacks"] = [*kwargs["callbacks"], Recorder()]
+        result = real_fit(model, *args, **kwargs)
+        rec["fits"].append((before, encoder_weights()))
+        return result
+
+    folder = tmp_path_factory.mktemp("long")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "compile_model", compile_model)
+        mp.setattr(keras.Model, "fit", fit)
+        history, info = train(x[:4], y[:4], x[4:], y[4:], folder / "m.keras", encoder_weights="none",
+                              batch_size=2, seed=3, verbose=0, **LONG)
+    return folder / "m.keras", (x[4:], y[4:]), history, info, rec
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_saves_the_best_epoch_not_the_last(long_run):
+    import keras
+
+    from nucseg.losses import get_loss
+
+    path, (xv, yv), history, info, rec = long_run
+    val = history["val_loss"].to_numpy()
+    best = int(np.argmin(val))
+    assert info["best_epoch"] == history["epoch"][best] and info["best_val_loss"] == pytest.approx(val[best])
+    # the setting makes the last epoch, and every fine-tune epoch, clearly worse than the best:
+    # saving the last epoch, or the best of phase 2 alone, would give a loss far from best_val_loss
+    assert info["best_epoch"] < history["epoch"].iloc[-1]
+    assert (history.loc[history["phase"] == 2, "val_loss"] > 2 * info["best_val_loss"]).all()
+    model = keras.models.load_model(path, compile=False)
+    logits = model(xv[..., None], training=False)
+    assert float(get_loss("bce_dice")(yv[..., None], logits)) == pytest.approx(info["best_val_loss"], rel=1e-4)
+    assert _same(model.get_weights(), rec["weights"][info["best_epoch"]])   # the very weights of that epoch
+
+
+def test_training_stops_after_patience_epochs_without_improvement(long_run):
+    _, _, history, info, rec = long_run
+    patience, epochs = LONG["patience"], LONG["epochs"]
+    assert list(history["epoch"]) == list(range(1, len(history) + 1)) == sorted(rec["weights"])
+    phase1 = history.loc[history["phase"] == 1, "val_loss"].to_numpy()
+    assert len(phase1) == np.argmin(phase1) + 1 + patience < epochs   # stopped early, `patience` after its best
+    assert list(history["phase"]) == [1] * len(phase1) + [2] * LONG["finetune_epochs"]
+    assert info["epochs_run"] == len(history) < epochs + LONG["finetune_epochs"]
+
+
+def test_finetune_unfreezes_the_encoder_but_not_its_batchnorm(long_run):
+    _, _, history, _, rec = long_run
+    first, second = rec["compiled"]
+    assert first["learning_rate"] == LONG["learning_rate"] and not first["encoder_trainable"]
+    assert second["learning_rate"] == LONG["finetune_learning_rate"]
+    assert second["encoder_trainable"] and all(second["other_trainable"])
+    assert second["bn_trainable"] and not any(second["bn_trainable"])
+    # phase 2 starts from the best phase-1 weights, not the last
+    phase1 = history[history["phase"] == 1]
+    best1 = int(phase1["epoch"][phase1["val_loss"].idxmin()])
+    assert best1 < phase1["epoch"].iloc[-1]
+    assert _same(second["weights"], rec["weights"][best1])
+    assert not _same(second["weights"], rec["weights"][int(phase1["epoch"].iloc[-1])])
+    # and as trained: phase 1 leaves the whole encoder alone; phase 2 changes its convolutions,
+    # while its BatchNorm (scale, offset and moving statistics) stays as it was
+    (bn_before1, other_before1), (bn_after1, other_after1) = rec["fits"][0]
+    assert all(_same(a, b) for a, b in zip(bn_before1 + other_before1, bn_after1 + other_after1))
+    (bn_before, other_before), (bn_after, other_after) = rec["fits"][1]
+    assert all(_same(a, b) for a, b in zip(bn_before, bn_after))
+    assert sum(not _same(a, b) for a, b in zip(other_before, other_after)) > len(other_before) // 2
+
+
+def test_history_lr_is_the_rate_the_optimizer_used(long_run):
+    _, _, history, _, rec = long_run
+    used = []
+    for epoch in history["epoch"]:
+        steps = rec["lr"][epoch]
+        assert len(steps) == 2 and len(set(steps)) == 1      # 4 images, batch 2; one rate per epoch
+        used.append(steps[0])
+    assert history["lr"].tolist() == pytest.approx(used, rel=1e-6)
+    # constant for the first epoch of each phase, then decayed by exp(-lr_decay) an epoch
+    n1 = int((history["phase"] == 1).sum())
+    expected = [LONG["learning_rate"] * math.exp(-0.1 * k) for k in range(n1)] + \
+        [LONG["finetune_learning_rate"] * math.exp(-0.1 * k) for k in range(LONG["finetune_epochs"])]
+    assert used == pytest.approx(expected, rel=1e-6)
+
+
 class _Stop(Exception):
     """Raised by a stand-in for `fit` once it has seen what `train` gives it."""
 
