@@ -243,9 +243,16 @@ class RawSource:
                 raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc}); {REPLACE_ZIP}") from None
         return (self.path / self.prefix / member).read_bytes()
 
+    def _image_member(self, image_id):
+        try:
+            return self.images[image_id]
+        except KeyError:
+            raise UnknownIds(f"{self.path}: no image {image_id!r} there: the id lists come from another copy of the "
+                             "data; rebuild them with 'dvc repro'") from None
+
     def image_size(self, image_id):
         """(height, width) of an image, read from its header only."""
-        member = self.images[image_id]
+        member = self._image_member(image_id)
         data = self.read_bytes(member)
         try:
             with Image.open(io.BytesIO(data)) as img:
@@ -254,7 +261,7 @@ class RawSource:
             raise NucsegError(f"{self.display(member)}: not a readable image ({exc}); {REPLACE_FROM_ZIP}") from None
 
     def read_image(self, image_id):
-        member = self.images[image_id]
+        member = self._image_member(image_id)
         return decode_png(self.read_bytes(member), self.display(member))
 
     def read_mask_bands(self, image_id):

@@ -238,9 +238,10 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, chec
     ``labels/<id>.tif`` (16-bit instance labels), plus ``summary.csv`` over all images.
 
     A file that cannot be read or segmented is reported by name and skipped; its summary row says
-    why. ``summary.csv`` is rewritten every `checkpoint_seconds` and when the run stops for any
-    reason (Ctrl-C included), so it always lists the images whose masks are written; the RLE CSV
-    is written once all images are done. Returns the summary table.
+    why. ``summary.csv`` is written (empty) at the start, then every `checkpoint_seconds` and when
+    the run stops (Ctrl-C included): it lists the images whose masks are written, at most
+    `checkpoint_seconds` behind after a run killed outright, and never an earlier run's. The RLE
+    CSV is written once all images are done. Returns the summary table.
     """
     import tifffile
 
@@ -248,6 +249,7 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, chec
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     rows, rles = [], []
+    _summary(rows, out_dir)   # no earlier run's table beside this run's masks
     last_saved = time.monotonic()
     try:
         for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):

@@ -236,3 +236,14 @@ def test_a_rename_that_fails_at_the_end_says_so_in_one_line(tmp_path):
     assert message.startswith(f"{second}: could not put the new file in place (") and "1 of the stage's 2" in message
     assert first.read_text() == "new a" and second.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_an_id_the_raw_data_lacks_is_one_line(kaggle_zip, capsys):
+    """A stage reading images by the split's ids (predict, at the default tile) from another copy of
+    the data: one line naming it, through `nucseg.params.run`."""
+    from nucseg.params import run
+
+    with pytest.raises(SystemExit):
+        run(lambda: RawSource(kaggle_zip).read_image("not-there"))
+    assert capsys.readouterr().err.strip() == (f"error: {kaggle_zip}: no image 'not-there' there: the id lists come "
+                                               "from another copy of the data; rebuild them with 'dvc repro'")

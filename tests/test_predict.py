@@ -205,3 +205,18 @@ def test_summary_is_written_when_the_run_is_interrupted(tmp_path, samples):
     assert summary["id"].tolist() == [items[0].id, items[1].id]
     assert all((out / "masks" / f"{i}.png").exists() for i in summary["id"])
     assert not (tmp_path / "r.csv").exists()   # a half submission is never written
+
+
+def test_an_earlier_runs_summary_is_replaced_before_the_first_image(tmp_path, samples):
+    """A run killed outright before its first checkpoint must not leave the previous run's table
+    beside its own masks: summary.csv is emptied as the run starts."""
+    out = tmp_path / "out"
+    out.mkdir()
+    pd.DataFrame({"id": ["from_an_earlier_run"]}).to_csv(out / "summary.csv", index=False)
+    items = discover([write_kaggle_dir(tmp_path / "k", samples)])[:1]
+    seen = []
+    load = items[0].load
+    items[0].load = lambda: seen.append(pd.read_csv(out / "summary.csv")) or load()
+    predict_images(items, Segmenter("otsu"), out, progress=False, checkpoint_seconds=3600)
+    assert seen[0].empty and "nuclei" in seen[0].columns
+    assert pd.read_csv(out / "summary.csv")["id"].tolist() == [items[0].id]
