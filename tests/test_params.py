@@ -243,7 +243,7 @@ def params_read(source, params):
             return uses(parent.targets[0].id, enclosing(parent), seen)
         call = parent.parent if isinstance(parent, ast.keyword) else parent
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in functions \
-                and (isinstance(parent, ast.keyword) or node in call.args):
+                and (isinstance(parent, ast.keyword) and parent.arg or node in call.args):   # not **r: all keys
             function = functions[call.func.id]
             names = [a.arg for a in function.args.posonlyargs + function.args.args]
             return uses(parent.arg if isinstance(parent, ast.keyword) else names[call.args.index(node)], function, seen)
@@ -314,3 +314,10 @@ def test_the_params_scan_sees_each_way_a_stage_reads():
         assert source[name].count(old) == 1
         assert untracked(params_read(source[name].replace(old, new), params), scripts[name][1]) == [missing]
     assert "?no_such_key" in params_read(source["masks"].replace('["img_size"]', '["no_such_key"]'), params)
+
+
+def test_the_params_scan_takes_unpacking_into_a_function_as_reading_every_key():
+    source = ("from nucseg.params import load_params\n"
+              "def helper(a=1, b=2):\n    pass\n"
+              "def main():\n    p = load_params(\"otsu\", with_base=False)\n    helper(**p)\n")
+    assert params_read(source, committed()) == {"otsu.invert_above"}
