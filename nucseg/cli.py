@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from .io import NucsegError, save_csv, save_json
 
-DEFAULT_TILE = 256   # the pipeline's base.tile, for a model without its config.json
+# the pipeline's defaults, for a model that carries no settings and has no config.json beside it
+DEFAULT_SETTINGS = {"tile": 256, "normalization": "percentile"}
 MODEL_SUFFIXES = (".tflite", ".keras")
 PREDICT_EXIT = ("exit status: 0 every image segmented; 1 bad input or no image segmented; 2 some images "
                 "failed (summary.csv's error column says why); 130 interrupted (summary.csv lists the "
@@ -31,7 +31,8 @@ def _segmenter_args(parser):
     parser.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default: %(default)s)")
     parser.add_argument("--tile", type=int, default=None,
                         help="native pixels per model input: images are cut into overlapping windows of this "
-                             "size (default: the model's training tile from config.json beside it, else 256)")
+                             "size (default: the tile the model was trained with, stored in the model file or "
+                             "its config.json, else 256)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, from 0 to below the tile (default: %(default)s)")
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input (--tile 0)")
@@ -42,37 +43,35 @@ def _segmenter_args(parser):
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
 
-def model_tile(model_path, default=DEFAULT_TILE):
-    """The tile a model was trained with, from the config.json the train stage writes beside it."""
-    config = Path(model_path).with_name("config.json")
-    try:
-        return int(json.loads(config.read_text())["tile"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return default
+def _model_settings(args):
+    """`(settings, source, known)`: how the model saw its training images (`nucseg.modelinfo`),
+    with --tile (0 with --resize) over its tile; `source` says where the tile came from; `known`
+    is False for a model that carries no settings and has no config.json beside it, which gets
+    the pipeline's defaults."""
+    from .modelinfo import settings_of
+
+    settings, where = settings_of(args.model)
+    known, source = settings is not None, f"from {where}" if where else "the default"
+    settings = settings or dict(DEFAULT_SETTINGS)
+    if args.resize or args.tile is not None:
+        settings = {**settings, "tile": 0 if args.resize else args.tile}
+        source = "--resize" if args.resize else "--tile"
+    return settings, source, known
 
 
-def _tile(args):
-    """--tile (0 with --resize), else the model's from config.json beside it, else the default
-    with a note: a model trained at another tile sees images at the wrong scale."""
-    if args.resize:
-        return 0
-    if args.tile is not None:
-        return args.tile
-    tile = model_tile(args.model, default=None)
-    if tile is None and Path(args.model).is_file() and Path(args.model).suffix.lower() in MODEL_SUFFIXES:
-        # (no note for a missing or wrong model file: that is refused next)
-        config = Path(args.model).with_name("config.json")
-        why = f"{config} has no readable tile" if config.exists() else f"no config.json beside {args.model}"
-        print(f"note: {why}; using --tile {DEFAULT_TILE}", file=sys.stderr)
-    return DEFAULT_TILE if tile is None else tile
+def _note_defaults(args, settings):
+    """Say which defaults a (loaded) model without settings gets: a model trained otherwise sees
+    images at the wrong scale or contrast."""
+    tile = "" if args.resize or args.tile is not None else f"--tile {settings['tile']} and "
+    print(f"note: {args.model} carries no settings and there is no config.json beside it; using "
+          f"{tile}{settings['normalization']} normalization", file=sys.stderr)
 
 
-def _check_numbers(args, tile=None):
+def _check_numbers(args, tile=None, source="--tile"):
     """Refuse out-of-range numeric options before anything is loaded (with `tile`, the one
-    resolved from --tile or config.json: the overlap against it)."""
+    resolved from --tile or the model, named by `source`: the overlap against it)."""
     from .predict import setting_problems
 
-    source = "--tile" if args.tile is not None else f"from {Path(args.model).with_name('config.json')}"
     problems = setting_problems(args.threshold, args.batch_size, (args.tile or 0) if tile is None else tile,
                                 args.overlap, tile_source=source)
     problems += [("min_size", args.min_size, "0 or more pixels, e.g. 30")] * (args.min_size < 0)
@@ -97,11 +96,13 @@ def _check_writable(path, option, folder):
         raise NucsegError(f"{path}: {existing} is not writable; give {option} a folder you can write to")
 
 
-def _segmenter(args, method, model=None, tile=DEFAULT_TILE):
+def _segmenter(args, method, model=None, settings=None):
     from .predict import Segmenter
 
+    settings = settings or DEFAULT_SETTINGS
     return Segmenter(
-        method=method, model=model, threshold=args.threshold, tile=tile,
+        method=method, model=model, threshold=args.threshold, tile=settings["tile"],
+        normalization=settings["normalization"],
         overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
         instance_params=dict(min_size=args.min_size, fill_holes=not args.no_fill_holes,
                              split_touching=not args.no_split),
@@ -143,11 +144,15 @@ def cmd_predict(args):
     inputs = discover(args.inputs)
     if not inputs:
         raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(('.png', '.tif', '.jpg'))} ...)")
-    tile = _tile(args) if args.method == "unet" else DEFAULT_TILE
-    _check_numbers(args, tile)
+    settings, source, known = _model_settings(args) if args.method == "unet" else (None, None, True)
+    if settings:
+        _check_numbers(args, settings["tile"], source)
     model = _load_model(args.model) if args.method == "unet" else None
+    if not known:   # once the model has loaded: a wrong file is refused first
+        _note_defaults(args, settings)
     try:
-        summary = predict_images(inputs, _segmenter(args, args.method, model, tile), args.out, rle_csv=args.rle)
+        summary = predict_images(inputs, _segmenter(args, args.method, model, settings), args.out,
+                                 rle_csv=args.rle)
     except KeyboardInterrupt:
         print(f"interrupted; {Path(args.out) / 'summary.csv'} lists the images finished", file=sys.stderr)
         return 130
@@ -167,10 +172,13 @@ def cmd_evaluate(args):
     if args.solution and not Path(args.solution).is_file():
         raise NucsegError(f"{args.solution}: no such file; give --solution the RLE CSV "
                           "(ImageId, EncodedPixels[, Height, Width])")
-    tile = _tile(args) if "unet" in args.method else DEFAULT_TILE
-    _check_numbers(args, tile)
+    settings, source, known = _model_settings(args) if "unet" in args.method else (None, None, True)
+    if settings:
+        _check_numbers(args, settings["tile"], source)
     model = _load_model(args.model) if "unet" in args.method else None
-    segmenters = {m: _segmenter(args, m, model if m == "unet" else None, tile) for m in args.method}
+    if not known:   # once the model has loaded: a wrong file is refused first
+        _note_defaults(args, settings)
+    segmenters = {m: _segmenter(args, m, model if m == "unet" else None, settings) for m in args.method}
     summary, rows = evaluate_labelled(args.data, segmenters, solution=args.solution)
     print(f"{summary['n_images']} images")
     print(f"{'method':8s} {'Dice':>7s} {'IoU':>7s} {'prec':>7s} {'recall':>7s} {'DSB':>7s} {'F1@.5':>7s} {'count MAE':>9s}")

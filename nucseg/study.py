@@ -11,9 +11,12 @@ numbers compare settings with each other, not with the default model.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .io import NucsegError
 
 NO_AUGMENT = {"train.augment.brightness": [0.0, 0.0], "train.augment.contrast": [1.0, 1.0],
               "train.augment.shift": 0.0, "train.augment.blur_sigma": 0.0, "train.augment.flip": False,
@@ -76,10 +79,21 @@ def queue_commands(study, common=COMMON):
 
 
 def queue(study, dry_run=False):
-    for cmd in queue_commands(study):
+    """Queue every setting of `study` (print the commands only with `dry_run`)."""
+    commands = queue_commands(study)
+    for done, cmd in enumerate(commands):
         print(" ".join(cmd))
-        if not dry_run:
-            subprocess.run(cmd, check=True)
+        if dry_run:
+            continue
+        try:
+            status = subprocess.run(cmd).returncode
+        except FileNotFoundError:
+            raise NucsegError("dvc: not found; install the project ('pip install -e .') and run it in its "
+                              "environment") from None
+        if status:
+            raise NucsegError(f"queuing {exp_name(study, list(STUDIES[study])[done])} failed (dvc exit status "
+                              f"{status}, its message above); {done} of {len(commands)} settings queued "
+                              "('dvc queue status'; 'dvc queue remove --queued' to start again)")
 
 
 def _metric(row, key):
@@ -94,9 +108,12 @@ def study_table(study, rows):
     """Test metrics of each finished setting of `study`, from `dvc.api.exp_show()` rows.
 
     A queued, running or failed experiment's row carries its baseline's metrics, not its own:
-    only rows without a state (run in the workspace) or with state "Success" count."""
-    by_name = {r.get("Experiment"): r for r in rows
-               if r.get("Experiment") and r.get("State") in (None, "Success")}
+    only rows without a state (run in the workspace) or with state "Success" count. A setting
+    run again on a later commit counts once, with its latest run: rows come newest commit first."""
+    by_name = {}
+    for r in rows:
+        if r.get("Experiment") and r.get("State") in (None, "Success"):
+            by_name.setdefault(r["Experiment"], r)
     records = []
     for label in STUDIES[study]:
         row = by_name.get(exp_name(study, label))
@@ -112,15 +129,21 @@ def study_table(study, rows):
 def report(study, out_dir="plots/studies"):
     """Write ``<out_dir>/<study>.png`` (bars) and ``<study>.csv``; return the table."""
     import dvc.api
+    from dvc.exceptions import DvcException
 
     from .io import save_csv
     from .plots import study_bars
 
     # experiments hang off the commit they were queued from: look back over recent commits too
-    table = study_table(study, dvc.api.exp_show(num=50))
+    try:
+        rows = dvc.api.exp_show(num=50)
+    except DvcException as exc:
+        raise NucsegError(f"{Path.cwd()}: no DVC experiments to read ({exc}); run 'nucseg study report' in the "
+                          "nucseg checkout") from None
+    table = study_table(study, rows)
     if table.empty:
-        raise SystemExit(f"no finished experiment of study {study!r} yet: run 'nucseg study queue {study}' "
-                         "and 'dvc queue start' first")
+        raise NucsegError(f"no finished experiment of study {study!r} yet: run 'nucseg study queue {study}' "
+                          "and 'dvc queue start' first")
     save_csv(f"{out_dir}/{study}.csv", table)
     study_bars(table, f"{out_dir}/{study}.png", title=f"study: {study} (test split)")
     return table

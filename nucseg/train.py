@@ -17,6 +17,7 @@ from .augment import augment as augment_pair
 from .io import atomic_path
 from .losses import accuracy, dice, get_loss
 from .model import encoder_of, get_model
+from .modelinfo import add_to_keras
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -104,7 +105,7 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
           freeze_encoder=None, dropout=0.0, loss="bce_dice", pos_weight=1.0, learning_rate=1e-3,
           lr_decay=0.1, epochs=40, patience=15, batch_size=16, augment=None, finetune_epochs=0,
           finetune_learning_rate=1e-4, seed=0, deterministic=True, strategy="default", verbose=2,
-          train_groups=None):
+          train_groups=None, settings=None):
     """Train the U-Net and save its best checkpoint (lowest validation loss) to `out_model`.
 
     Phase one trains with the encoder frozen or not as `freeze_encoder` says (see `get_model`).
@@ -112,7 +113,8 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     fixed) and continues from the best phase-one weights at `finetune_learning_rate`, with the
     same decay. Each phase stops early after `patience` epochs without a better val loss.
     `strategy` names a `tf.distribute` strategy (see `get_strategy`); `batch_size` is the global
-    batch, split across its replicas.
+    batch, split across its replicas. `settings` (`nucseg.modelinfo.model_settings`: how the
+    images were windowed and normalised) are stored inside the saved model file.
 
     Returns
     -------
@@ -165,6 +167,8 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                 rows.append({"epoch": epoch + 1, "phase": phase, "lr": schedule(epoch - offset),
                              **{k: float(v[i]) for k, v in fit.history.items() if k != "learning_rate"}})
             offset = rows[-1]["epoch"]
+        if settings:
+            add_to_keras(checkpoint, settings)
         with atomic_path(out_model) as tmp:   # lands with the stage's other outputs
             os.replace(checkpoint, tmp)
     finally:

@@ -20,6 +20,7 @@ from nucseg.evaluate import forward, load_model, predict_probs
 from nucseg.io import NucsegError, RawSource, UnknownIds, atomic_path, find_raw, read_ids
 from nucseg.lite import BATCH, CALIBRATION_BATCHES, LiteModel, convert
 from nucseg.metrics import confusion, scores
+from nucseg.modelinfo import add_to_tflite, model_settings
 from nucseg.params import load_params, run
 from nucseg.windows import model_inputs, thin
 
@@ -63,9 +64,9 @@ def mask_agreement(lite, model, images):
     return float(scores(*(counts.sum() for counts in confusion(a, b)))["dice"])
 
 
-def export_float32(model, args):
+def export_float32(model, settings, args):
     """The float32 conversion, refused unless it computes what the Keras model computes."""
-    content = convert(model)
+    content = add_to_tflite(convert(model), settings)
     gap = float32_gap(LiteModel(content, name=args.out), model)
     if gap > 1e-3:
         raise NucsegError(f"{args.out}: the converted model differs from {args.model} by {gap:.2g} in "
@@ -73,9 +74,9 @@ def export_float32(model, args):
     return content, f"max probability difference {gap:.1e}"
 
 
-def export_int8(model, calibration, val, min_agreement, args):
+def export_int8(model, settings, calibration, val, min_agreement, args):
     """The int8 conversion, refused unless its masks agree with the Keras model's on `val`."""
-    content = convert(model, calibration)
+    content = add_to_tflite(convert(model, calibration), settings)
     agreement = mask_agreement(LiteModel(content, name=args.out), model, val)
     if agreement < min_agreement:
         raise NucsegError(f"{args.out}: the int8 model's masks agree with {args.model}'s at Dice {agreement:.3f} "
@@ -95,13 +96,16 @@ def main():
     parser.add_argument("--split", required=True, help="folder with train.txt (calibration), val.txt (check)")
     args = parser.parse_args()
     p = load_params("ingest", "export")   # checked: precision, min_agreement (nucseg.params.SCHEMA)
+    # the file carries how the model saw its images, for `nucseg predict` (nucseg.modelinfo)
+    settings = model_settings(p["tile"], p["img_size"], p["normalization"])
     # each conversion is checked against the Keras model before it replaces anything
     if p["precision"] == "float32":
-        content, check = export_float32(load_model(args.model), args)
+        content, check = export_float32(load_model(args.model), settings, args)
     else:   # windows first: their process pools fork before TensorFlow starts
         val = inputs_of(Path(args.split) / "val.txt", p, args)
         calibration = inputs_of(Path(args.split) / "train.txt", p, args, limit=CALIBRATION)
-        content, check = export_int8(load_model(args.model), calibration, val, p["min_agreement"], args)
+        content, check = export_int8(load_model(args.model), settings, calibration, val, p["min_agreement"],
+                                     args)
     with atomic_path(args.out) as tmp:
         tmp.write_bytes(content)
     print(f"export: {args.model} -> {args.out} ({p['precision']}, {len(content) / 1e6:.1f} MB; {check})")

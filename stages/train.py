@@ -12,6 +12,7 @@ import pandas as pd
 
 from nucseg.data import select
 from nucseg.io import RawSource, find_raw, read_ids, save_csv, save_json
+from nucseg.modelinfo import model_settings
 from nucseg.params import load_params, run
 from nucseg.train import train, versions
 from nucseg.windows import source_windows
@@ -55,6 +56,7 @@ def main():
         lr_decay=p["lr_decay"], epochs=p["epochs"], patience=p["patience"], batch_size=p["batch_size"],
         augment=augment, finetune_epochs=p["finetune_epochs"],
         finetune_learning_rate=float(p["finetune_learning_rate"]), seed=p["seed"], strategy=p["strategy"],
+        settings=model_settings(p["tile"], p["img_size"], p["normalization"]),
     )
     config = {"params": p, "img_size": p["img_size"], "tile": p["tile"], "n_train": len(train_ids),
               "n_val": len(val_ids), "train_windows": len(x_train), "val_windows": len(x_val),

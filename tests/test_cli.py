@@ -7,6 +7,7 @@ import pytest
 
 from conftest import write_kaggle_dir, write_kaggle_zip
 from nucseg.cli import main
+from nucseg.modelinfo import add_to_keras, add_to_tflite, model_settings
 from nucseg.rle import rle_encode
 
 
@@ -141,24 +142,65 @@ def test_command_line_mistakes_are_one_line_with_status_1(tmp_path, folder, caps
                                        "see 'nucseg predict --help'")
 
 
-def test_overlap_is_checked_against_the_tile_from_config_json(tmp_path, folder, model_file, capsys):
+def _config_json(folder, tile):
+    """A config.json as the train stage writes it beside its model (the fields read here)."""
+    config = {"tile": tile, "img_size": 32, "params": {"normalization": "percentile", "tile": tile}}
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.fixture
+def bare_model(tmp_path, model_file):
+    """The stand-in alone in a folder: no settings inside, no config.json beside it."""
     model = tmp_path / "m" / "unet.keras"
     model.parent.mkdir()
     model.write_bytes(model_file.read_bytes())
-    (model.parent / "config.json").write_text(json.dumps({"tile": 48}))
-    assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 1
-    assert f"--overlap 64: out of range; use one below the tile (48, from {model.parent / 'config.json'})" in \
+    return model
+
+
+def test_overlap_is_checked_against_the_models_tile(tmp_path, folder, bare_model, capsys):
+    _config_json(bare_model.parent, 48)
+    assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 1
+    assert f"--overlap 64: out of range; use one below the tile (48, from {bare_model.parent / 'config.json'})" in \
         _one_error_line(capsys)
+    add_to_keras(bare_model, model_settings(40, 32, "percentile"))   # the file's own settings come first
+    assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 1
+    assert f"--overlap 64: out of range; use one below the tile (40, from {bare_model})" in _one_error_line(capsys)
 
 
-def test_predict_notes_the_default_tile_when_config_json_is_missing(tmp_path, folder, model_file, capsys):
-    model = tmp_path / "m" / "unet.keras"
-    model.parent.mkdir()
-    model.write_bytes(model_file.read_bytes())
-    assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 0
-    assert f"note: no config.json beside {model}; using --tile 256" in capsys.readouterr().err
-    (model.parent / "config.json").write_text(json.dumps({"tile": 128}))
-    assert main(["predict", str(folder), "--model", str(model), "--out", str(tmp_path / "o")]) == 0
+def test_predict_notes_the_default_tile_when_the_model_has_no_settings(tmp_path, folder, bare_model, capsys):
+    assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 0
+    assert (f"note: {bare_model} carries no settings and there is no config.json beside it; using --tile 256 "
+            "and percentile normalization") in capsys.readouterr().err
+    _config_json(bare_model.parent, 128)
+    assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["keras", "tflite"])
+def test_predict_normalises_as_the_model_was_trained(tmp_path, model_file, lite_file, capsys, which):
+    """A dim image (nuclei at 90 of 255 on 20): stretched to [0, 1] by percentile normalisation the
+    stand-in finds both nuclei; a model trained on raw intensities (normalization none) sees them
+    at 0.35 and finds none, as it would have in training."""
+    from conftest import png_bytes
+
+    image = np.full((64, 64), 20, np.uint8)
+    image[8:20, 8:20] = image[36:52, 30:50] = 90
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "dim.png").write_bytes(png_bytes(image))
+    source = model_file if which == "keras" else lite_file
+    counts = {}
+    for normalization in ("percentile", "none"):
+        model = tmp_path / normalization / source.name
+        model.parent.mkdir()
+        if which == "keras":
+            model.write_bytes(source.read_bytes())
+            add_to_keras(model, model_settings(0, 32, normalization))
+        else:
+            model.write_bytes(add_to_tflite(source.read_bytes(), model_settings(0, 32, normalization)))
+        out = tmp_path / f"out-{normalization}"
+        assert main(["predict", str(tmp_path / "in"), "--model", str(model), "--out", str(out), "--min-size", "5"]) == 0
+        counts[normalization] = int(pd.read_csv(out / "summary.csv")["nuclei"][0])
+    assert counts == {"percentile": 2, "none": 0}
     assert "note:" not in capsys.readouterr().err
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SHARED_ZIP, have_shared_zip, make_samples, subset_zip, write_kaggle_zip
+from nucseg.modelinfo import embedded_settings
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = {"fetch", "ingest", "masks", "split", "otsu", "augmentations"}
@@ -88,6 +89,9 @@ def test_full_chain_runs_and_scores(project):
     assert set(robust["worst"]) == set(yaml.safe_load((project / "params.yaml").read_text())["robustness"]["degradations"])
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["img_size"] == 32 and config["params"]["encoder_weights"] == "none"
+    for model in ("unet.keras", "unet.tflite"):   # both files carry how the model saw its images
+        assert embedded_settings(project / "models" / model) == {"tile": 256, "img_size": 32,
+                                                                   "normalization": "percentile"}
     assert "Data and pipelines are up to date" in dvc(project, "status").stdout
     shown = dvc(project, "metrics", "show").stdout
     assert "unet.mean.dice" in shown and "otsu.mean.dice" in shown
@@ -139,6 +143,7 @@ def test_tile_reruns_the_model_stages_only(project):
     assert ran(dvc(project, "repro")) == MODEL_STAGES
     whole = json.loads((project / "models" / "config.json").read_text())
     assert whole["tile"] == 0 and whole["train_windows"] == whole["n_train"]   # whole images, one each
+    assert embedded_settings(project / "models" / "unet.tflite")["tile"] == 0
 
 
 def test_corrupt_image_fails_in_one_line_and_keeps_results(project):

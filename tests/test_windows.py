@@ -1,10 +1,7 @@
-import json
-
 import numpy as np
 import pytest
 
 from conftest import make_samples, write_kaggle_zip
-from nucseg.cli import model_tile
 from nucseg.data import native_gray, resize
 from nucseg.io import NucsegError, RawSource, save_npz
 from nucseg.masks import build_masks
@@ -92,10 +89,3 @@ def test_robustness_takes_images_of_different_sizes():
     assert [r["unet"]["dice"] for r in results["gaussian_noise"]] == [1.0, 1.0]
     assert results["gaussian_noise"][0]["otsu"]["dice"] > 0.95 > results["gaussian_noise"][1]["otsu"]["dice"]
     assert examples["gaussian_noise"][0].shape == (40, 56)
-
-
-def test_cli_tile_defaults_to_the_models(tmp_path):
-    model = tmp_path / "unet.keras"
-    assert model_tile(model) == 256                     # no config.json: the pipeline's default
-    (tmp_path / "config.json").write_text(json.dumps({"tile": 0}))
-    assert model_tile(model) == 0
