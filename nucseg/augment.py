@@ -28,13 +28,13 @@ def blur(image, sigma, max_sigma):
     return tf.nn.conv2d(padded, kernel, strides=1, padding="VALID")[0]
 
 
-def _degrade_op(image, choices, index, seed):
+def _degrade_op(image, choices, index, seed, normalization="percentile"):
     """The robustness degradations (numpy) inside tf.data, for one (H, W, 1) image."""
     from .degrade import degrade
 
     def apply(img, i, s):
         name, severity = choices[int(i)]
-        return degrade(img[..., 0], name, severity, seed=int(s))[..., None].astype(np.float32)
+        return degrade(img[..., 0], name, severity, seed=int(s), method=normalization)[..., None].astype(np.float32)
 
     out = tf.numpy_function(apply, [image, index, seed], tf.float32, stateful=False)
     out.set_shape(image.shape)
@@ -42,7 +42,7 @@ def _degrade_op(image, choices, index, seed):
 
 
 def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift=0.0,
-            blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None):
+            blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None, normalization="percentile"):
     """Randomly transform one (image, mask) pair.
 
     Parameters
@@ -67,6 +67,8 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
         drawn uniformly among the (name, severity) pairs of `degrade_levels` (severity "none",
         the first of each list, excluded).
     degrade_levels : dict name -> severities
+    normalization : str
+        How a degraded image is normalised again (`ingest.normalization`), as ingest would.
 
     Returns
     -------
@@ -97,5 +99,5 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
         index = tf.random.stateless_uniform([], seeds[6], 0, len(choices), dtype=tf.int32)
         op_seed = tf.random.stateless_uniform([], seeds[7], 0, 2**31 - 1, dtype=tf.int64)
         apply = tf.random.stateless_uniform([], seeds[8]) < degrade
-        image = tf.cond(apply, lambda: _degrade_op(image, choices, index, op_seed), lambda: image)
+        image = tf.cond(apply, lambda: _degrade_op(image, choices, index, op_seed, normalization), lambda: image)
     return image, mask

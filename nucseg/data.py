@@ -21,7 +21,8 @@ def to_gray(image):
 
     Alpha is dropped (DSB images carry an opaque one); 16-bit data is scaled by 65535. Float
     data (ImageJ's "32-bit") within [0, 1] is kept as it is; float data outside it holds raw
-    intensities and is scaled by its own range (clipped, it would be one flat value). NaN or
+    intensities and is scaled by its own range (clipped, it would be one flat value), as are
+    signed and 32-bit integers outside [0, 1]. NaN or
     infinite pixels and arrays that are not one image (a stack of planes) raise `ValueError`.
     """
     image = np.asarray(image)
@@ -30,12 +31,12 @@ def to_gray(image):
                          "save one plane (a 2-D image) or a max projection")
     if image.dtype == np.uint8:
         scale = 255.0
-    elif image.dtype in (np.uint16, np.int32, np.uint32) or image.dtype.kind == "i":
+    elif image.dtype == np.uint16:
         scale = 65535.0
     elif image.dtype == bool:
         scale = 1.0
-    else:
-        image, scale = _float_to_unit(image), 1.0
+    else:   # float, signed or 32-bit integers: by their own range (clipped, negative pixels would be lost)
+        image, scale = _float_to_unit(image.astype(np.float64) if image.dtype.kind in "iu" else image), 1.0
     x = image.astype(np.float32) / scale
     if x.ndim == 3:
         channels = x.shape[-1]

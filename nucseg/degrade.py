@@ -1,4 +1,4 @@
-"""Controlled image degradations for robustness tests (pure numpy, seeded).
+"""Controlled image degradations for robustness tests (numpy and scipy, seeded).
 
 Each function takes a grayscale image in [0, 1] and a severity (0: unchanged) and returns a
 degraded image in [0, 1]. `degrade` then quantises to 8 bits and renormalises, as a camera and
@@ -69,14 +69,14 @@ DEGRADATIONS = {
 }
 
 
-def degrade(image, name, severity, seed=0, renormalize=True):
+def degrade(image, name, severity, seed=0, renormalize=True, method="percentile"):
     """Apply degradation `name` at `severity` to a grayscale image in [0, 1].
 
-    The result is quantised to 8 bits and, with `renormalize`, stretched again by
-    `nucseg.data.normalize` (what ingest does to every image).
+    The result is quantised to 8 bits and, with `renormalize`, normalised again by
+    `nucseg.data.normalize` with `method` (what ingest does to every image, `ingest.normalization`).
     """
     if name not in DEGRADATIONS:
         raise ValueError(f"unknown degradation {name!r}: one of {', '.join(DEGRADATIONS)}")
     out = DEGRADATIONS[name](np.asarray(image, dtype=np.float64), severity, np.random.default_rng(seed))
     out = np.round(np.clip(out, 0, 1) * 255) / 255
-    return normalize(out.astype(np.float32)) if renormalize else out.astype(np.float32)
+    return normalize(out.astype(np.float32), method) if renormalize else out.astype(np.float32)

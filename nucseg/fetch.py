@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .data import parallel_map
-from .io import DIR_NAME, REPLACE_FROM_ZIP, ZIP_NAME, NucsegError, RawSource, find_raw
+from .io import DIR_NAME, ZIP_NAME, NucsegError, RawSource, find_raw
 
 BBBC038_URL = "https://data.broadinstitute.org/bbbc/BBBC038/stage1_train.zip"
 CHUNK = 1 << 20
@@ -81,7 +81,7 @@ class _CheckOne:
                     size = mask.size
                     mask.verify()   # the whole file and its checksums, without decoding pixels
             except (OSError, SyntaxError, ValueError) as exc:
-                raise NucsegError(f"{name}: not a readable image ({exc}); {REPLACE_FROM_ZIP}") from None
+                raise NucsegError(f"{name}: not a readable image ({exc}); {self.source.member_fix}") from None
             if size != (width, height):
                 raise NucsegError(f"{name} is {size[0]}x{size[1]} but its image is {width}x{height}; "
                                   "every mask must have its image's size")

@@ -122,6 +122,32 @@ def save_npz(path, arrays):
         np.savez_compressed(tmp, **arrays)
 
 
+class NpzArrays:
+    """The arrays of an ``.npz`` file by id (`load_npz`): an id it lacks raises `UnknownIds`
+    naming the file, one line, instead of numpy's KeyError."""
+
+    def __init__(self, path):
+        self.path, self._npz = path, np.load(path)
+
+    def __getitem__(self, key):
+        try:
+            return self._npz[key]
+        except KeyError:
+            raise UnknownIds(f"{self.path}: no array for {key!r}: it was written for other ids (another copy of "
+                             "the data or another split); rebuild it with 'dvc repro'") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._npz.close()
+
+
+def load_npz(path):
+    """An ``.npz`` of per-image arrays, read lazily (use it in a ``with`` block)."""
+    return NpzArrays(path)
+
+
 def save_json(path, obj):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
@@ -152,6 +178,9 @@ def save_ids(path, ids):
 
 REPLACE_FROM_ZIP = f"replace it with the original from {ZIP_NAME}"
 REPLACE_ZIP = f"delete it and 'dvc repro' downloads {ZIP_NAME} again (or put a good copy in its place)"
+# for a user's own images (nucseg predict / evaluate), not the pipeline's copy of the data
+USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
+USER_ZIP_FIX = "make the zip again or give the folder it was made from"
 
 
 def decode_png(data, name, fix=REPLACE_FROM_ZIP):
@@ -163,6 +192,8 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
         raise NucsegError(f"{name}: empty file; {fix}")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.mode in ("CMYK", "LAB", "HSV", "YCbCr"):   # 4 or 3 channels that are not RGB(A)
+                img = img.convert("RGB")
             img.load()
             if img.mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -172,6 +203,8 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
     except Image.DecompressionBombError as exc:   # over ~179 megapixels: Pillow refuses to decode it
         raise NucsegError(f"{name}: too large to decode safely ({exc}); cut it into tiles or scale it down "
                           "(in Fiji: Image > Scale) and save those") from None
+    except Image.UnidentifiedImageError:   # (Pillow's message names a BytesIO object, not the file)
+        raise NucsegError(f"{name}: not a readable image (an unknown format, or damaged); {fix}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise NucsegError(f"{name}: not a readable image ({exc}); {fix}") from None
     if array.size == 0:
@@ -196,16 +229,23 @@ class RawSource:
         Every image must have a ``masks/`` folder with PNGs (False: images alone, as in
         ``stage1_test``).
 
+    user_data : bool
+        A user's own images (`nucseg predict`, `nucseg evaluate`), not the pipeline's copy of
+        stage1_train: errors advise fixing the user's file, not fetching stage1_train again.
+
     The layout is checked on construction; a wrong one raises `NucsegError` naming the path.
     The object pickles (the zip handle is reopened per process), so it can feed a process pool.
     """
 
-    def __init__(self, path, require_masks=True):
+    def __init__(self, path, require_masks=True, user_data=False):
         self.path = Path(path)
         self._zip = None
+        # what to do about a damaged archive, and about a damaged file in it
+        self.archive_fix = USER_ZIP_FIX if user_data else REPLACE_ZIP
+        self.member_fix = USER_FIX if user_data else REPLACE_ZIP if self.path.is_file() else REPLACE_FROM_ZIP
         if self.path.is_file():
             if not zipfile.is_zipfile(self.path):
-                raise NucsegError(f"{self.path}: not a zip file (truncated or damaged?); {REPLACE_ZIP}")
+                raise NucsegError(f"{self.path}: not a zip file (truncated or damaged?); {self.archive_fix}")
             with zipfile.ZipFile(self.path) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/")]
         elif self.path.is_dir():
@@ -240,7 +280,7 @@ class RawSource:
             try:
                 return self._zip.read(self.prefix + member)
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc}); {REPLACE_ZIP}") from None
+                raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc}); {self.archive_fix}") from None
         return (self.path / self.prefix / member).read_bytes()
 
     def _image_member(self, image_id):
@@ -257,12 +297,15 @@ class RawSource:
         try:
             with Image.open(io.BytesIO(data)) as img:
                 return img.height, img.width
+        except Image.UnidentifiedImageError:
+            raise NucsegError(f"{self.display(member)}: not a readable image (an unknown format, or damaged); "
+                             f"{self.member_fix}") from None
         except (OSError, SyntaxError, ValueError) as exc:
-            raise NucsegError(f"{self.display(member)}: not a readable image ({exc}); {REPLACE_FROM_ZIP}") from None
+            raise NucsegError(f"{self.display(member)}: not a readable image ({exc}); {self.member_fix}") from None
 
     def read_image(self, image_id):
         member = self._image_member(image_id)
-        return decode_png(self.read_bytes(member), self.display(member))
+        return decode_png(self.read_bytes(member), self.display(member), fix=self.member_fix)
 
     def read_mask_bands(self, image_id):
         """Yield (display name, (height, width, top, rows)) for each nucleus mask of an image.
@@ -276,9 +319,9 @@ class RawSource:
             try:
                 band = read_gray8(data)
             except PNGError as exc:
-                raise NucsegError(f"{name}: not a readable image ({exc}); {REPLACE_FROM_ZIP}") from None
+                raise NucsegError(f"{name}: not a readable image ({exc}); {self.member_fix}") from None
             if band is None:
-                mask = decode_png(data, name)
+                mask = decode_png(data, name, fix=self.member_fix)
                 mask = mask[..., 0] if mask.ndim == 3 else mask
                 band = (*mask.shape, 0, mask)
             yield name, band
@@ -341,4 +384,7 @@ def find_raw(raw_dir):
     for candidate in (raw_dir / ZIP_NAME, raw_dir / DIR_NAME):
         if candidate.exists():
             return candidate
+        if candidate.is_symlink():   # a dangling link: not "no data", which would download over it
+            raise NucsegError(f"{candidate}: a link to {os.readlink(candidate)}, which does not exist; "
+                              "fix the link (a relative one counts from data/raw/) or remove it")
     return None

@@ -49,7 +49,7 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
     from .io import NucsegError, RawSource
     from .masks import read_labels
 
-    source = RawSource(data, require_masks=solution is None)
+    source = RawSource(data, require_masks=solution is None, user_data=True)
     ids = source.ids
     if solution is not None:
         solution_name = str(solution)

@@ -32,9 +32,10 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def integer(low, example, multiple=1):
-    use = f"an integer >= {low}" + (f", a multiple of {multiple}" if multiple > 1 else "") + f", e.g. {example}"
-    return Rule(lambda v: _is_int(v) and v >= low and v % multiple == 0, use)
+def integer(low, example, multiple=1, high=None):
+    use = (f"an integer >= {low}" if high is None else f"an integer from {low} to {high}") + \
+        (f", a multiple of {multiple}" if multiple > 1 else "") + f", e.g. {example}"
+    return Rule(lambda v: _is_int(v) and v >= low and (high is None or v <= high) and v % multiple == 0, use)
 
 
 def number(low=-math.inf, high=math.inf, *, example, low_open=False, high_open=False, use=None):
@@ -62,10 +63,20 @@ def _is_range(v, low):
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
 DEGRADATIONS = ("gaussian_noise", "poisson_noise", "blur", "linear_gradient", "radial_gradient", "low_contrast",
                 "salt_and_pepper")   # nucseg.degrade.DEGRADATIONS' names (a test keeps them equal)
+# each degradation's severity range and its first, clean level (nucseg.degrade)
+SEVERITIES = {
+    "gaussian_noise": (number(0, example=0.1), 0, "a sigma >= 0 on [0, 1] intensities"),
+    "poisson_noise": (number(0, example=50), 0, "photons at the brightest pixel, >= 0 (0: no noise)"),
+    "blur": (number(0, example=1.0), 0, "a sigma >= 0, pixels"),
+    "linear_gradient": (number(0, 1, example=0.5), 0, "a strength from 0 to 1"),
+    "radial_gradient": (number(0, 1, example=0.5), 0, "a strength from 0 to 1"),
+    "low_contrast": (number(0, 1, low_open=True, example=0.2), 1, "a remaining contrast above 0, up to 1"),
+    "salt_and_pepper": (number(0, 1, example=0.02), 0, "a fraction of pixels from 0 to 1"),
+}
 
 SCHEMA = {
     "base": {
-        "seed": integer(0, 42),
+        "seed": integer(0, 42, high=2**32 - 1),   # Keras' and numpy's seed range
         "img_size": integer(32, 128, multiple=32),
         "tile": Rule(lambda v: _is_int(v) and (v == 0 or v >= 32), "0 (whole images) or an integer >= 32, e.g. 256"),
     },
@@ -168,19 +179,34 @@ def check_params(params, path="params.yaml", required=()):
         if severities and name not in severities:
             raise NucsegError(f"{path}: robustness.degradations names {name} but robustness.severities does not; "
                               "add its severities")
+    for name, levels in severities.items():
+        rule, clean, what = SEVERITIES[name]
+        bad = next((level for level in levels[1:] if not rule.accepts(level)), None)
+        if levels[0] != clean or len(levels) < 2 or bad is not None:
+            raise NucsegError(f"{path}: robustness.severities.{name} is {levels}; use {clean} (no damage) first, then "
+                              f"one or more severities, each {what}, e.g. [{clean}, {rule.use.split('e.g. ')[-1]}]")
+    base = params.get("base") or {}
+    blur = ((params.get("train") or {}).get("augment") or {}).get("blur_sigma")
+    if _is_number(blur) and _is_int(base.get("img_size")) and max(1, math.ceil(3 * blur)) >= base["img_size"]:
+        raise NucsegError(f"{path}: train.augment.blur_sigma is {blur:g} with base.img_size {base['img_size']}; "
+                          f"use a sigma below {base['img_size'] / 3:g} (its kernel reaches 3 sigma), e.g. 1.0")
 
 
 def load_params(*sections, path="params.yaml", with_base=True):
     """The `sections` of params.yaml merged, in order, over its `base` section (seed, size, tile),
     after checking the whole file (`check_params`)."""
     try:   # YAML 1.2, as DVC reads and writes it: 1e-05 is a number (YAML 1.1 would read text)
-        params = YAML(typ="safe").load(Path(path).read_text()) or {}
+        params = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
     except YAMLError as exc:
         raise NucsegError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix it there") from None
-    for section in sections:
+    except UnicodeDecodeError as exc:
+        raise NucsegError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    if not isinstance(params, dict):
+        raise NucsegError(f"{path}: not a mapping of sections; see params.yaml in the repository")
+    for section in sections + (("base",) if with_base else ()):
         if section not in params:
             raise NucsegError(f"{path}: no '{section}' section; add it (see params.yaml in the repository)")
-    check_params(params, path, required=set(sections) | ({"base"} if with_base and "base" in params else set()))
+    check_params(params, path, required=set(sections) | ({"base"} if with_base else set()))
     merged = dict(params.get("base", {})) if with_base else {}
     for section in sections:
         merged.update(params[section] or {})

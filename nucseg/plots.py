@@ -111,20 +111,26 @@ def augmentation_gallery(image, mask, settings, path, seed=0):
     Parameters
     ----------
     image, mask : (H, W) arrays
-    settings : list of (label, dict of `nucseg.augment.augment` keyword arguments)
+    settings : list of (label, transform)
+        `transform`: a dict of `nucseg.augment.augment` keyword arguments (drawn with seed
+        ``[seed, panel]``), or a function of the (H, W, 1) image and mask tensors returning the
+        pair (a fixed strength, where `augment` would draw one).
     """
     import tensorflow as tf
 
     from .augment import augment
 
-    geometric = any(("shift" in kw or "flip" in kw) for _, kw in settings)
+    geometric = any(isinstance(kw, dict) and ("shift" in kw or "flip" in kw) for _, kw in settings)
     rows = 2 if geometric else 1
     fig, axes = plt.subplots(rows, len(settings) + 1, figsize=(2.2 * (len(settings) + 1), 2.3 * rows), squeeze=False)
     panels = [("original", image, mask)]
-    for i, (label, kw) in enumerate(settings):
-        out, out_mask = augment(image[..., None].astype("float32"), mask[..., None].astype("float32"),
-                                tf.constant([seed, i]), **kw)
-        panels.append((label, out.numpy()[..., 0], out_mask.numpy()[..., 0]))
+    pair = image[..., None].astype("float32"), mask[..., None].astype("float32")
+    for i, (label, transform) in enumerate(settings):
+        if isinstance(transform, dict):
+            out, out_mask = augment(*pair, tf.constant([seed, i]), **transform)
+        else:
+            out, out_mask = transform(*(tf.constant(a) for a in pair))
+        panels.append((label, np.asarray(out)[..., 0], np.asarray(out_mask)[..., 0]))
     for c, (label, im, m) in enumerate(panels):
         axes[0, c].imshow(im, cmap="gray", vmin=0, vmax=1)
         axes[0, c].set_title(label, fontsize=8)

@@ -15,13 +15,12 @@ from tqdm import tqdm
 
 from .data import native_gray, resize
 from .instances import instances
-from .io import NucsegError, RawSource, atomic_path, decode_png, save_csv
+from .io import USER_FIX, NucsegError, RawSource, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
 from .rle import labels_to_rles
 from .windows import crop_windows, windows
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -74,28 +73,32 @@ def _read_tiff(path):
     return array
 
 
-def discover(paths):
+def discover(paths, exclude=()):
     """The images named by `paths`, each an image file, a folder or a Kaggle-layout zip.
 
     A folder in the Kaggle layout (``<id>/images/<id>.png``), or holding such folders one level
     down (``stage1_test/<id>/images/<id>.png``), gives one image per id; any other folder gives
     every image file under it (ids: the path below the folder, '/' as '__') except those in a
-    ``masks/`` folder, which hold nucleus masks, not images.
+    ``masks/`` folder, which hold nucleus masks, not images, and those under the folders in
+    `exclude` (the output folder, when it lies inside an input folder).
     """
+    exclude = [Path(e).resolve() for e in exclude]
     found = []
     for path in map(Path, paths):
         if path.is_file() and path.suffix.lower() == ".zip":
-            found += _from_source(RawSource(path, require_masks=False))
+            found += _from_source(RawSource(path, require_masks=False, user_data=True))
         elif path.is_file():
             found.append(InputImage(path.stem, str(path), lambda p=path: read_any_image(p)))
         elif path.is_dir():
-            found += _from_folder(path)
+            found += _from_folder(path, exclude)
         else:
             raise NucsegError(f"{path}: no such file or folder (give image files, folders or a .zip)")
     ids = [f.id for f in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise NucsegError(f"two inputs share the id '{duplicates[0]}'; rename one or give them in separate runs")
+        first, second = [f.name for f in found if f.id == duplicates[0]][:2]
+        raise NucsegError(f"{first} and {second} share the id '{duplicates[0]}' (their outputs would have one "
+                          "name); rename one or give them in separate runs")
     return found
 
 
@@ -103,15 +106,17 @@ def _is_kaggle(folder):
     return any(folder.glob("*/images/*.png"))
 
 
-def _from_folder(path):
-    """The images of a folder: Kaggle-layout ones through `RawSource`, the rest file by file."""
+def _from_folder(path, exclude=()):
+    """The images of a folder: Kaggle-layout ones through `RawSource`, the rest file by file,
+    leaving out what lies under the folders in `exclude` (resolved paths)."""
     if _is_kaggle(path):
-        return _from_source(RawSource(path, require_masks=False))
+        return _from_source(RawSource(path, require_masks=False, user_data=True))
     roots = [d for d in sorted(path.iterdir()) if d.is_dir() and _is_kaggle(d)]   # e.g. stage1_test/
-    found = [item for root in roots for item in _from_source(RawSource(root, require_masks=False))]
+    found = [item for root in roots for item in _from_source(RawSource(root, require_masks=False, user_data=True))]
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                    and "masks" not in p.relative_to(path).parts[:-1]
-                   and not any(root in p.parents for root in roots))
+                   and not any(root in p.parents for root in roots)
+                   and not any(e in p.resolve().parents for e in exclude))
     return found + [InputImage(str(p.relative_to(path).with_suffix("")).replace("/", "__"), str(p),
                                lambda p=p: read_any_image(p)) for p in files]
 
@@ -238,7 +243,7 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, chec
     ``labels/<id>.tif`` (16-bit instance labels), plus ``summary.csv`` over all images.
 
     A file that cannot be read or segmented is reported by name and skipped; its summary row says
-    why. ``summary.csv`` is written (empty) at the start, then every `checkpoint_seconds` and when
+    why, and an earlier run's mask and labels of that id are removed. ``summary.csv`` is written (empty) at the start, then every `checkpoint_seconds` and when
     the run stops (Ctrl-C included): it lists the images whose masks are written, at most
     `checkpoint_seconds` behind after a run killed outright, and never an earlier run's. The RLE
     CSV is written once all images are done. Returns the summary table.
@@ -263,6 +268,8 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, chec
                          if isinstance(exc, MemoryError) else str(exc))
                 tqdm.write(f"skipped: {error if item.name in error else f'{item.name}: {error}'}")
                 rows.append({"id": item.id, "source": item.name, "error": error})
+                for stale in (out_dir / "masks" / f"{item.id}.png", out_dir / "labels" / f"{item.id}.tif"):
+                    stale.unlink(missing_ok=True)   # an earlier run's, beside a row saying this one failed
                 continue
             with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
                 Image.fromarray(mask * 255).save(tmp, format="PNG")

@@ -32,6 +32,20 @@ def rle_decode(rle, shape):
 
 
 def labels_to_rles(labels):
-    """One run-length string per instance of a label image, in label order."""
+    """One run-length string per instance of a label image, in label order.
+
+    Each nucleus is encoded over the columns it spans only (its runs shifted by the columns
+    before them): over the whole image, a field of thousands of nuclei took minutes.
+    """
+    from scipy import ndimage as ndi
+
     labels = np.asarray(labels)
-    return [rle_encode(labels == k) for k in np.unique(labels) if k != 0]
+    rles = []
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:   # a label number no pixel carries
+            continue
+        columns = box[1]
+        runs = np.asarray(rle_encode(labels[:, columns] == k).split(), dtype=np.int64)
+        runs[0::2] += columns.start * labels.shape[0]
+        rles.append(" ".join(map(str, runs)))
+    return rles

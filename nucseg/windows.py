@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import native_gray, parallel_map, resize
-from .io import NucsegError
+from .io import NucsegError, load_npz
 from .masks import resize_mask
 
 
@@ -64,7 +64,7 @@ class _CutOne:
         self.tile, self.size, self.normalization, self.overlap = tile, size, normalization, overlap
 
     def __call__(self, image_id):
-        with np.load(self.labels_path) as labels:
+        with load_npz(self.labels_path) as labels:
             mask = labels[image_id] > 0
         gray = native_gray(self.source.read_image(image_id), self.normalization)
         if gray.shape != mask.shape:

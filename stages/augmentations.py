@@ -1,10 +1,12 @@
-"""augmentations: a gallery per augmentation at the strengths the notebook's studies use."""
+"""augmentations: a gallery per augmentation at the strengths the notebook's studies use
+(ranges drawn from as in training; blur and contrast at the study's values themselves)."""
 import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nucseg.augment import blur
 from nucseg.data import select
 from nucseg.io import keep_only, read_ids
 from nucseg.params import load_params, run
@@ -15,7 +17,8 @@ STRENGTHS = {
     "brightness": [(f"{lo:+g}..{hi:+g}", dict(brightness=(lo, hi))) for lo, hi in ((-0.1, 0.8), (-0.1, 0.5), (-0.1, 0.2))]
                   + [("+0.8", dict(brightness=(0.8, 0.8))), ("-0.1", dict(brightness=(-0.1, -0.1)))],
     "contrast": [(f"x{f:g}", dict(contrast=(f, f))) for f in (1.0, 0.6, 0.2)],
-    "blur": [(f"sigma {s:g}", dict(blur_sigma=s)) for s in (2, 4, 6)],
+    # training draws sigma from [0, blur_sigma]: shown here at the study's maxima themselves
+    "blur": [(f"sigma {s:g}", lambda image, mask, s=s: (blur(image, s, s), mask)) for s in (2.0, 4.0, 6.0)],
     "shift": [(f"{s:g}", dict(shift=s)) for s in (0.001, 0.005, 0.05, 0.2)],
     "flip": [(f"draw {i}", dict(flip=True)) for i in range(4)],
 }

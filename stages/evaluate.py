@@ -11,7 +11,7 @@ import pandas as pd
 from nucseg.data import select
 from nucseg.evaluate import compare, pick_gallery, score_native
 from nucseg.instances import instances
-from nucseg.io import read_ids, save_csv, save_json
+from nucseg.io import load_npz, read_ids, save_csv, save_json
 from nucseg.modality import by_modality, modalities
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, metric_bars, training_curves
@@ -48,7 +48,7 @@ def main():
     }
     summary, per_image = compare(truth, predictions, ids)
 
-    with np.load(args.labels) as labels, np.load(args.otsu_native) as otsu, np.load(args.unet_native) as unet:
+    with load_npz(args.labels) as labels, load_npz(args.otsu_native) as otsu, load_npz(args.unet_native) as unet:
         truth_native = [labels[i] for i in ids]
         native_masks = {"otsu": [otsu[i] for i in ids],
                         "unet": [(unet[i].astype(np.float32) > threshold).astype(np.uint8) for i in ids]}

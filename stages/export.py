@@ -41,11 +41,8 @@ def inputs_of(ids_path, p, args, limit=None):
             return model_inputs(source, args.labels, ids, tile, size, normalization, limit)
         images = select(np.load(args.images, mmap_mode="r"), pd.read_csv(args.meta)["id"].tolist(), ids)
         return thin(images, limit)[..., None].astype(np.float32)
-    except UnknownIds as exc:
+    except UnknownIds as exc:   # from the raw data or the labels' npz
         raise NucsegError(f"{ids_path}: {exc}") from None
-    except KeyError as exc:   # from the labels' npz
-        raise NucsegError(f"{ids_path}: an id is missing from the labels ({exc.args[0]}); "
-                          "rebuild them with 'dvc repro'") from None
 
 
 def float32_gap(lite, model):

@@ -48,7 +48,7 @@ def main():
         x_val, y_val = select(images, ids, val_ids), select(masks, ids, val_ids)
     augment = {k: tuple(v) if isinstance(v, list) else v for k, v in (p["augment"] or {}).items()}
     if augment.get("degrade"):
-        augment["degrade_levels"] = levels
+        augment.update(degrade_levels=levels, normalization=p["normalization"])
     history, info = train(
         x_train, y_train, x_val, y_val, args.model, train_groups=groups,
         encoder_weights=p["encoder_weights"], freeze_encoder=p["freeze_encoder"], dropout=p["dropout"],

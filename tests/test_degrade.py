@@ -67,3 +67,14 @@ def test_params_name_known_degradations_with_none_first():
         assert len(severities) >= 5
         np.testing.assert_allclose(degrade(x, name, severities[0], renormalize=False), np.round(x * 255) / 255,
                                    atol=1e-6, err_msg=name)
+
+
+def test_renormalised_as_ingest_normalises():
+    """With ingest.normalization none, a low-contrast image stays low in contrast (percentile
+    normalisation would stretch it back to [0, 1])."""
+    image = np.linspace(0.0, 1.0, 64 * 64).reshape(64, 64)
+    stretched = degrade(image, "low_contrast", 0.2)
+    kept = degrade(image, "low_contrast", 0.2, method="none")
+    assert stretched.max() - stretched.min() == pytest.approx(1.0)
+    assert kept.max() - kept.min() == pytest.approx(0.2, abs=2 / 255)
+

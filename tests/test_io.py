@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import png_bytes, write_kaggle_dir, write_kaggle_zip
-from nucseg.io import NucsegError, RawSource, all_or_nothing, atomic_path, decode_png, find_raw, save_json, save_text
+from nucseg.io import (NucsegError, RawSource, UnknownIds, all_or_nothing, atomic_path, decode_png, find_raw, load_npz,
+                       save_json, save_npz, save_text)
 
 
 def test_zip_and_folder_read_the_same(kaggle_dir, kaggle_zip, samples):
@@ -247,3 +248,59 @@ def test_an_id_the_raw_data_lacks_is_one_line(kaggle_zip, capsys):
         run(lambda: RawSource(kaggle_zip).read_image("not-there"))
     assert capsys.readouterr().err.strip() == (f"error: {kaggle_zip}: no image 'not-there' there: the id lists come "
                                                "from another copy of the data; rebuild them with 'dvc repro'")
+
+
+def _garble(root, image_id):
+    """Overwrite an image of a Kaggle folder with bytes no decoder knows."""
+    (root / image_id / "images" / f"{image_id}.png").write_bytes(b"GIF-ish garbage" * 10)
+
+
+def test_the_fix_fits_whose_data_it_is(tmp_path, samples):
+    """The pipeline's copy: get stage1_train again (a folder's file from the zip; a zip's member
+    by fetching the zip again, since the damage is inside it). A user's own data (nucseg predict,
+    evaluate): fix or leave out their file, never 'dvc repro' or delete their zip."""
+    bad = sorted(samples)[1]
+    folder = write_kaggle_dir(tmp_path / "stage1_train", samples)
+    _garble(folder, bad)
+    zipped = tmp_path / "z" / "stage1_train.zip"
+    zipped.parent.mkdir()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for f in sorted(folder.rglob("*.png")):
+            zf.write(f, f.relative_to(folder).as_posix())
+    expected = {(folder, False): "replace it with the original from stage1_train.zip",
+                (zipped, False): "delete it and 'dvc repro' downloads stage1_train.zip again",
+                (folder, True): "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out",
+                (zipped, True): "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"}
+    for (path, user_data), fix in expected.items():
+        for read in ("read_image", "image_size"):
+            with pytest.raises(NucsegError) as exc:
+                getattr(RawSource(path, user_data=user_data), read)(bad)
+            message = _one_line(exc)
+            assert f"{bad}.png: not a readable image (an unknown format, or damaged); {fix}" in message
+            assert "BytesIO" not in message   # Pillow's own message names its buffer, not the file
+    damaged = tmp_path / "mine.zip"
+    damaged.write_bytes(zipped.read_bytes()[:300])
+    with pytest.raises(NucsegError) as exc:
+        RawSource(damaged, user_data=True)
+    assert _one_line(exc) == (f"{damaged}: not a zip file (truncated or damaged?); make the zip again or give the "
+                              "folder it was made from")
+
+
+def test_a_dangling_link_to_the_data_is_named_not_taken_for_no_data(tmp_path):
+    (tmp_path / "stage1_train.zip").symlink_to("../../shared/stage1_train.zip")
+    with pytest.raises(NucsegError) as exc:
+        find_raw(tmp_path)
+    assert _one_line(exc).startswith(f"{tmp_path / 'stage1_train.zip'}: a link to ../../shared/stage1_train.zip, "
+                                     "which does not exist; fix the link")
+
+
+def test_an_id_an_npz_lacks_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "labels.npz"
+    save_npz(path, {"a": np.ones((2, 3), np.uint16)})
+    with load_npz(path) as arrays:
+        np.testing.assert_array_equal(arrays["a"], np.ones((2, 3)))
+        with pytest.raises(UnknownIds) as exc:
+            arrays["b"]
+    assert _one_line(exc).startswith(f"{path}: no array for 'b': it was written for other ids")
+    assert str(exc.value).endswith("rebuild it with 'dvc repro'")
+

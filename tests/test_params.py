@@ -69,8 +69,9 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
     ("split.val", 1.5, "split.val is 1.5; use a number from 0 to 1 (above 0 and below 1), e.g. 0.1"),
     ("split.test", 0, "split.test is 0; use a number from 0 to 1 (above 0 and below 1)"),
     ("split.val", "0.1", "split.val is '0.1'; use a number from 0 to 1"),
-    ("base.seed", -1, "base.seed is -1; use an integer >= 0"),
-    ("base.seed", 1.5, "base.seed is 1.5; use an integer >= 0"),
+    ("base.seed", -1, "base.seed is -1; use an integer from 0 to 4294967295"),
+    ("base.seed", 1.5, "base.seed is 1.5; use an integer from 0 to 4294967295"),
+    ("base.seed", 2**32, "base.seed is 4294967296; use an integer from 0 to 4294967295"),
     ("base.img_size", 100, "base.img_size is 100; use an integer >= 32, a multiple of 32"),
     ("base.img_size", "128", "base.img_size is '128'; use an integer"),
     ("base.tile", -5, "base.tile is -5; use 0 (whole images) or an integer >= 32"),
@@ -101,6 +102,56 @@ def test_a_bad_value_is_named_with_what_to_use(key, value, message):
         check_params(params)
     assert str(error.value).startswith(f"params.yaml: {message}")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name, levels, message", [
+    ("gaussian_noise", [0.0, -0.05], "use 0 (no damage) first, then one or more severities, each a sigma >= 0 "
+                                     "on [0, 1] intensities, e.g. [0, 0.1]"),
+    ("poisson_noise", [0, -5], "each photons at the brightest pixel, >= 0 (0: no noise)"),
+    ("salt_and_pepper", [0.0, 5], "each a fraction of pixels from 0 to 1"),
+    ("low_contrast", [1.0, 0.0], "use 1 (no damage) first, then one or more severities, each a remaining contrast "
+                                 "above 0, up to 1, e.g. [1, 0.2]"),
+    ("low_contrast", [0.5, 0.2], "use 1 (no damage) first"),   # a first level that is not clean
+    ("blur", [1.0, 2.0], "use 0 (no damage) first"),
+    ("blur", [0.0], "then one or more severities"),                # nothing for training to draw
+    ("linear_gradient", [0.0, 1.5], "each a strength from 0 to 1"),
+])
+def test_severities_start_clean_and_stay_in_range(name, levels, message):
+    """Each would otherwise fail inside numpy or tf.data (negative sigma or photons, no level to
+    draw), or silently measure something else (5 meant as 5%, a "clean" column that is not)."""
+    params = committed()
+    params["robustness"]["severities"][name] = levels
+    with pytest.raises(NucsegError) as error:
+        check_params(params)
+    assert str(error.value).startswith(f"params.yaml: robustness.severities.{name} is {levels}; ")
+    assert message in str(error.value) and "\n" not in str(error.value)
+    params["robustness"]["severities"][name] = [1.0 if name == "low_contrast" else 0.0, 0.5]
+    check_params(params)
+
+
+def test_blur_sigma_must_fit_the_image():
+    """Its kernel reaches ceil(3 sigma) pixels: at least the image size fails in tf.pad mid-training."""
+    params = committed()
+    params["train"]["augment"]["blur_sigma"] = 42.6   # radius 128 at img_size 128
+    with pytest.raises(NucsegError, match=r"train.augment.blur_sigma is 42.6 with base.img_size 128; "
+                                          r"use a sigma below 42.6667"):
+        check_params(params)
+    params["train"]["augment"]["blur_sigma"] = 42.3   # radius 127
+    check_params(params)
+
+
+def test_a_file_that_is_not_params_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes("base: {seed: 1}\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(NucsegError, match=f"^{path}: not UTF-8 text \\(byte 21\\); save it as UTF-8$"):
+        load_params(path=path)
+    path.write_text("- base\n- train\n")
+    with pytest.raises(NucsegError, match="not a mapping of sections"):
+        load_params(path=path)
+    path.write_text(yaml.safe_dump({"ingest": {"normalization": "none"}}))   # no base section
+    with pytest.raises(NucsegError, match="no 'base' section; add it"):
+        load_params("ingest", path=path)
+    assert load_params("ingest", path=path, with_base=False) == {"normalization": "none"}
 
 
 def test_nested_missing_and_cross_checks():

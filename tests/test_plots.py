@@ -33,3 +33,33 @@ def test_gallery(tmp_path):
     masks = [im > 0.5 for im in images]
     gallery(images, {"truth": masks, "pred": masks}, tmp_path / "g.png", titles=["a", "b", "c"])
     _is_png(tmp_path / "g.png")
+
+
+def test_augmentation_galleries_show_the_strengths_their_panels_name(tmp_path, monkeypatch):
+    """The blur panels titled sigma 2, 4 and 6 are blurred at those sigmas (drawn from [0, sigma],
+    as training does, they showed 0.66, 3.86 and 2.07); contrast panels at their factors."""
+    import runpy
+
+    import nucseg.plots
+    from conftest import ROOT
+    from nucseg.augment import blur
+
+    strengths = runpy.run_path(str(ROOT / "stages" / "augmentations.py"))["STRENGTHS"]
+    image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    mask = (image > 0.5).astype(np.float32)
+    shown = {}
+
+    def keep(fig, path):
+        shown[path.stem] = [ax.images[0].get_array().data for ax in fig.axes if ax.images][1:len(strengths[path.stem]) + 1]
+        real_save(fig, path)
+
+    real_save = nucseg.plots._save
+    monkeypatch.setattr(nucseg.plots, "_save", keep)
+    for name in ("blur", "contrast"):
+        nucseg.plots.augmentation_gallery(image, mask, strengths[name], tmp_path / f"{name}.png")
+    assert [label for label, _ in strengths["blur"]] == ["sigma 2", "sigma 4", "sigma 6"]
+    for panel, s in zip(shown["blur"], (2.0, 4.0, 6.0)):
+        np.testing.assert_allclose(panel, blur(image[..., None], s, s).numpy()[..., 0], atol=1e-6)
+    assert np.std(shown["blur"][0]) > np.std(shown["blur"][1]) > np.std(shown["blur"][2])
+    for panel, f in zip(shown["contrast"], (1.0, 0.6, 0.2)):
+        np.testing.assert_allclose(panel - panel.mean(), f * (image - image.mean()), atol=1e-5)

@@ -7,6 +7,7 @@ import pytest
 import tifffile
 
 from conftest import png_bytes, synthetic_sample, write_kaggle_dir
+from nucseg.data import to_gray
 from nucseg.io import NucsegError
 from nucseg.predict import Segmenter, discover, iter_native_probs, native_probs, predict_images
 from nucseg.rle import rle_decode
@@ -76,7 +77,7 @@ def test_discover_files_folders_and_kaggle(tmp_path, samples, kaggle_zip):
     kaggle = write_kaggle_dir(tmp_path / "k", samples)
     assert [f.id for f in discover([kaggle])] == sorted(samples)
     assert [f.id for f in discover([plain / "a.png"])] == ["a"]
-    with pytest.raises(NucsegError, match="share the id"):
+    with pytest.raises(NucsegError, match=f"^{plain / 'a.png'} and {plain / 'a.png'} share the id 'a'"):
         discover([plain / "a.png", plain / "a.png"])
     with pytest.raises(NucsegError, match="no such file"):
         discover([tmp_path / "missing"])
@@ -220,3 +221,65 @@ def test_an_earlier_runs_summary_is_replaced_before_the_first_image(tmp_path, sa
     predict_images(items, Segmenter("otsu"), out, progress=False, checkpoint_seconds=3600)
     assert seen[0].empty and "nuclei" in seen[0].columns
     assert pd.read_csv(out / "summary.csv")["id"].tolist() == [items[0].id]
+
+
+def _twins(tmp_path):
+    """One gray16 sample (12-bit data) saved as it is and as a camera might store it otherwise."""
+    image, nuclei = _raw16(seed=7)
+    tifffile.imwrite(tmp_path / "u16.tif", image)
+    tifffile.imwrite(tmp_path / "i16.tif", (image.astype(np.int32) - 2000).astype(np.int16))   # offset below 0
+    tifffile.imwrite(tmp_path / "u32.tif", image.astype(np.uint32) * 100)                     # above 65535
+    return len(nuclei)
+
+
+def test_signed_and_32_bit_images_segment_like_their_16_bit_twin(tmp_path):
+    """Scaled by their own range: clipped at 0, the signed twin lost every pixel below the offset
+    (its nuclei with them), and the 32-bit one saturated above 65535."""
+    n = _twins(tmp_path)
+    segmenter = Segmenter("otsu")
+    masks = {f: segmenter.mask(discover([tmp_path / f])[0].load()) for f in ("u16.tif", "i16.tif", "u32.tif")}
+    assert [segmenter.labels(m).max() for m in masks.values()] == [n, n, n]
+    assert np.array_equal(masks["i16.tif"], masks["u16.tif"]) and np.array_equal(masks["u32.tif"], masks["u16.tif"])
+
+
+def test_cmyk_jpeg_is_read_as_its_colours_not_as_rgba(tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((40, 48, 3), np.uint8)
+    rgb[10:30, 12:36] = (200, 60, 120)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    Image.fromarray(rgb).save(tmp_path / "rgb.jpg", quality=100)
+    cmyk, plain = (discover([tmp_path / f])[0].load() for f in ("cmyk.jpg", "rgb.jpg"))
+    assert cmyk.shape == plain.shape == (40, 48, 3)
+    # JPEG's rounding only (C, M, Y taken for R, G, B turned the black background white: 1.0 apart)
+    assert np.abs(to_gray(cmyk) - to_gray(plain)).max() < 0.05
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path, samples):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for image_id, (image, _) in list(samples.items())[:2]:
+        (folder / f"{image_id}.png").write_bytes(png_bytes(image))
+    out = folder / "results"
+    for _ in range(2):   # the second run finds the first run's masks and labels inside the input folder
+        summary = predict_images(discover([folder], exclude=[out]), Segmenter("otsu"), out, progress=False)
+        assert sorted(summary["id"]) == sorted(samples)[:2]
+    assert len(discover([folder])) == 2 + 2   # without exclude: its label TIFFs too (masks/ is always skipped)
+
+
+def test_an_image_that_fails_now_loses_its_earlier_runs_outputs(tmp_path, samples):
+    """summary.csv lists only this run; a mask left from an earlier run of an image that fails now
+    would sit beside a row saying it failed."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first, second = sorted(samples)[:2]
+    for image_id in (first, second):
+        (folder / f"{image_id}.png").write_bytes(png_bytes(samples[image_id][0]))
+    out = tmp_path / "out"
+    predict_images(discover([folder]), Segmenter("otsu"), out, progress=False)
+    (folder / f"{second}.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken since")
+    summary = predict_images(discover([folder]), Segmenter("otsu"), out, progress=False).set_index("id")
+    assert summary.loc[second, "error"] and not summary.loc[first, "error"]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{first}.png"]
+    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"{first}.tif"]
+

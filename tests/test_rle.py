@@ -35,6 +35,19 @@ def test_bad_strings():
 def test_labels_to_rles():
     labels = np.array([[1, 0], [2, 2]])
     assert labels_to_rles(labels) == ["1 1", "2 1 4 1"]
+    labels = np.array([[0, 0, 3], [0, 3, 3], [5, 0, 0]], np.uint16)   # label numbers 1, 2 and 4 unused
+    # column-major, 1-based: column 0 is pixels 1-3 [0, 0, 5], column 1 pixels 4-6 [0, 3, 0],
+    # column 2 pixels 7-9 [3, 3, 0]: nucleus 3 is pixel 5 and the run 7-8, nucleus 5 pixel 3
+    assert labels_to_rles(labels) == ["5 1 7 2", "3 1"]
+
+
+def test_labels_to_rles_equals_encoding_each_nucleus_over_the_whole_image():
+    from skimage.measure import label
+
+    rng = np.random.default_rng(3)
+    labels = label(rng.random((60, 70)) > 0.6).astype(np.uint32)   # dozens of ragged objects, some touching edges
+    assert labels.max() > 50
+    assert labels_to_rles(labels) == [rle_encode(labels == k) for k in range(1, labels.max() + 1)]
 
 
 def test_reencoding_the_real_masks_matches_the_official_csv(shared_zip):

@@ -5,7 +5,8 @@ from conftest import synthetic_sample
 from nucseg.data import prepare_image
 from nucseg.degrade import degrade
 from nucseg.instances import instances
-from nucseg.robustness import labels_at, robustness, worst_case_table
+from nucseg.masks import resize_mask
+from nucseg.robustness import labels_at, paired_interval, params_at_scale, robustness, worst_case_table
 
 
 def test_robustness_scores_every_severity():
@@ -17,12 +18,19 @@ def test_robustness_scores_every_severity():
     seen = []                                               # what the U-Net is given, call by call
     perfect = lambda xs: seen.append(xs) or [m.astype(np.float32) for m in masks]   # degradations cannot hurt it
     levels = {"gaussian_noise": [0.0, 0.3, 0.6], "blur": [0.0, 3.0]}
-    results, examples = robustness(perfect, images, masks, labels, levels, seed=1)
+    results, examples, per_image = robustness(perfect, images, masks, labels, levels, seed=1)
     assert [r["severity"] for r in results["gaussian_noise"]] == [0.0, 0.3, 0.6]
     assert all(r["unet"]["dice"] == 1 and r["unet"]["dsb"] == 1 for rows in results.values() for r in rows)
     otsu = [r["otsu"]["dice"] for r in results["gaussian_noise"]]
     assert otsu[0] > 0.95 and otsu[-1] < otsu[0]         # Otsu does suffer from noise
     assert examples["blur"][0].shape == (64, 64) and len(examples["blur"]) == 4
+    for name, rows in results.items():   # the means are of the per-image scores, image by image
+        for row, each in zip(rows, per_image[name]):
+            for method in ("unet", "otsu"):
+                assert len(each[method]["dice"]) == len(each[method]["dsb"]) == 3
+                assert row[method]["dice"] == pytest.approx(np.mean(each[method]["dice"]))
+                assert row[method]["dsb"] == pytest.approx(np.mean(each[method]["dsb"]))
+    assert per_image["gaussian_noise"][0]["unet"]["dice"] == [1.0, 1.0, 1.0]
 
     # the U-Net is given the degraded images, each degraded with its own seed, at every severity
     # (both clean levels are the same images: one call may serve both)
@@ -47,12 +55,43 @@ def test_worst_case_margin_hand_computed():
     # = 0.12, against 0.09 for {0, 0.2} | {0.4, 1} and 0.053 for {0} | {0.2, 0.4, 1}. Its mask, the
     # right column's top half, has TP 2, FN 2: Dice 2/3. The stand-in U-Net (the image as probability,
     # above 0.3) takes the whole right column, TP 2, FP 2, FN 2: Dice 1/2. Both are right on the clean image.
-    results, _ = robustness(lambda xs: list(xs), [image], [truth], None, {"linear_gradient": [0.0, 0.8]},
+    results, _, per_image = robustness(lambda xs: list(xs), [image], [truth], None, {"linear_gradient": [0.0, 0.8]},
                             threshold=0.3)
     assert [r["otsu"]["dice"] for r in results["linear_gradient"]] == pytest.approx([1, 2 / 3])
     assert [r["unet"]["dice"] for r in results["linear_gradient"]] == pytest.approx([1, 1 / 2])
     assert worst_case_table(results)["linear_gradient"] == pytest.approx(
         {"severity": 0.8, "unet_dice": 1 / 2, "otsu_dice": 2 / 3, "margin": 1 / 2 - 2 / 3})   # U-Net minus Otsu
+    # one image: every resample is that image, the interval is the margin itself; Otsu better on it
+    row = worst_case_table(results, per_image)["linear_gradient"]
+    assert row["margin_ci95"] == pytest.approx([-1 / 6, -1 / 6]) and row["otsu_better"] == 1
+
+
+def test_paired_interval_hand_computed():
+    """Two images with differences 0 and 1: a resample's mean is 0, 1/2 or 1 with chances 1/4,
+    1/2, 1/4, so the 2.5th percentile is 0 and the 97.5th 1; a constant difference is its own
+    interval; four times the images (same spread) halve the interval's width, as 1/sqrt(n)."""
+    assert paired_interval([0.5, 1.0], [0.5, 0.0]) == [0.0, 1.0]
+    assert paired_interval([0.9, 0.8, 0.7], [0.6, 0.5, 0.4]) == pytest.approx([0.3, 0.3])
+    rng = np.random.default_rng(1)
+    a, b = rng.random(50), rng.random(50)
+    low, high = paired_interval(a, b, seed=2)
+    assert low < np.mean(a - b) < high
+    low4, high4 = paired_interval(np.tile(a, 4), np.tile(b, 4), seed=2)
+    assert (high4 - low4) / (high - low) == pytest.approx(0.5, abs=0.05)
+
+
+def test_instance_params_follow_the_images_to_model_scale():
+    """A nucleus of 44 native pixels (above instances.min_size 30) is about 11 at half size: kept
+    with the params scaled (min_size 8), lost with the native ones."""
+    native = {"min_size": 30, "fill_holes": True, "split_touching": True, "split_depth": 1.0, "smooth": 1.0}
+    assert params_at_scale(native, 0.5) == {**native, "min_size": 8, "split_depth": 0.5, "smooth": 0.5}
+    yy, xx = np.mgrid[:64, :64]
+    nucleus = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 14).astype(np.uint8)   # a disk of 45 pixels
+    assert 40 < nucleus.sum() < 50
+    small = resize_mask(nucleus, (32, 32))
+    assert 8 <= small.sum() < 30
+    assert instances(small, **params_at_scale(native, 0.5)).max() == 1
+    assert instances(small, **native).max() == 0
 
 
 def test_labels_at_keeps_label_values():

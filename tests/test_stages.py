@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from conftest import ROOT
+from nucseg.io import save_npz
 
 STAGE = ROOT / "stages" / "evaluate.py"
 META_IDS, TEST_IDS = ["a", "b", "c"], ["c", "a"]
@@ -213,4 +214,22 @@ def test_evaluate_stage_with_an_id_the_data_lacks_stops_in_one_line(tmp_path, mo
     err = capsys.readouterr().err.strip()
     assert err == ("error: 1 ids not in the data, e.g. zz: the id lists and the arrays come from different runs; "
                    "rebuild them with 'dvc repro'")
+    assert path["--metrics"].read_text() == "previous"
+
+
+def test_evaluate_stage_with_labels_from_other_ids_stops_in_one_line(tmp_path, monkeypatch, capsys):
+    """Labels written for other ids than the arrays and lists (copied from another run): one line
+    naming the file, and the previous metrics stay."""
+    argv, path = write_project(tmp_path, 0.5)
+    labels = path["--labels"]
+    with np.load(labels) as arrays:
+        kept = {k: arrays[k] for k in arrays.files if k != "a"}
+    save_npz(labels, kept)
+    path["--metrics"].write_text("previous")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["evaluate.py", *argv])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(STAGE), run_name="__main__")
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {labels.relative_to(tmp_path)}: no array for 'a': it was written for other ids") and "\n" not in err
     assert path["--metrics"].read_text() == "previous"

@@ -85,7 +85,7 @@ def test_robustness_takes_images_of_different_sizes():
         images.append(np.clip(0.2 + 0.6 * mask + rng.normal(0, 0.02, shape), 0, 1).astype(np.float32))
         masks.append(mask)
     oracle = lambda xs: [m.astype(np.float32) for m in masks]
-    results, examples = robustness(oracle, images, masks, None, {"gaussian_noise": [0.0, 0.5]}, seed=0)
+    results, examples, _ = robustness(oracle, images, masks, None, {"gaussian_noise": [0.0, 0.5]}, seed=0)
     assert [r["unet"]["dice"] for r in results["gaussian_noise"]] == [1.0, 1.0]
     assert results["gaussian_noise"][0]["otsu"]["dice"] > 0.95 > results["gaussian_noise"][1]["otsu"]["dice"]
     assert examples["gaussian_noise"][0].shape == (40, 56)
