@@ -20,6 +20,8 @@ def test_resize_mask_thresholds_coverage_at_one_half():
     mask[0, 2] = 1           # one pixel of the top-right block: 1/4 covered
     mask[2:, 2:] = [[1, 1], [1, 0]]  # 3/4 of the bottom-right block
     np.testing.assert_array_equal(resize_mask(mask, 2), [[1, 0], [1, 1]])
+    mask[0, 3] = 1           # the top-right block now exactly half covered: a nucleus pixel ("at least half")
+    np.testing.assert_array_equal(resize_mask(mask, 2), [[1, 1], [1, 1]])
 
 
 def test_resize_mask_is_exactly_binary_where_per_nucleus_resizing_is_not():
