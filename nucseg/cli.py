@@ -141,7 +141,8 @@ def cmd_predict(args):
     _check_writable(args.out, "--out", folder=True)
     if args.rle:
         _check_writable(args.rle, "--rle", folder=False)
-    inputs = discover(args.inputs, exclude=[args.out])
+    # what an earlier run wrote there is not input (masks/ folders are skipped anyway)
+    inputs = discover(args.inputs, exclude=[Path(args.out) / "labels", Path(args.out) / "masks"])
     if not inputs:
         raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(('.png', '.tif', '.jpg'))} ...)")
     settings, source, known = _model_settings(args) if args.method == "unet" else (None, None, True)

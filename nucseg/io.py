@@ -180,6 +180,7 @@ REPLACE_FROM_ZIP = f"replace it with the original from {ZIP_NAME}"
 REPLACE_ZIP = f"delete it and 'dvc repro' downloads {ZIP_NAME} again (or put a good copy in its place)"
 # for a user's own images (nucseg predict / evaluate), not the pipeline's copy of the data
 USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
+USER_PNG_FIX = "save it again as PNG (one 2-D gray or RGB image), or remove its folder"   # Kaggle layout: PNG only
 USER_ZIP_FIX = "make the zip again or give the folder it was made from"
 
 
@@ -242,7 +243,7 @@ class RawSource:
         self._zip = None
         # what to do about a damaged archive, and about a damaged file in it
         self.archive_fix = USER_ZIP_FIX if user_data else REPLACE_ZIP
-        self.member_fix = USER_FIX if user_data else REPLACE_ZIP if self.path.is_file() else REPLACE_FROM_ZIP
+        self.member_fix = USER_PNG_FIX if user_data else REPLACE_ZIP if self.path.is_file() else REPLACE_FROM_ZIP
         if self.path.is_file():
             if not zipfile.is_zipfile(self.path):
                 raise NucsegError(f"{self.path}: not a zip file (truncated or damaged?); {self.archive_fix}")

@@ -41,6 +41,8 @@ def _valid(settings):
 def add_to_keras(path, settings):
     """Write `settings` into the ``.keras`` file at `path` (in place; replaces none: call it once,
     on a freshly saved model)."""
+    if not Path(path).is_file():   # mode "a" would make a zip of nothing else
+        raise FileNotFoundError(2, "no model file to add settings to", str(path))
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr(KERAS_MEMBER, json.dumps(model_settings(**settings)))
 

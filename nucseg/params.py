@@ -189,7 +189,8 @@ def check_params(params, path="params.yaml", required=()):
     blur = ((params.get("train") or {}).get("augment") or {}).get("blur_sigma")
     if _is_number(blur) and _is_int(base.get("img_size")) and max(1, math.ceil(3 * blur)) >= base["img_size"]:
         raise NucsegError(f"{path}: train.augment.blur_sigma is {blur:g} with base.img_size {base['img_size']}; "
-                          f"use a sigma below {base['img_size'] / 3:g} (its kernel reaches 3 sigma), e.g. 1.0")
+                          f"use a sigma of at most {(base['img_size'] - 1) / 3:.4g} (its kernel reaches 3 sigma "
+                          "and must stay inside the image), e.g. 1.0")
 
 
 def load_params(*sections, path="params.yaml", with_base=True):

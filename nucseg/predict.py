@@ -80,7 +80,7 @@ def discover(paths, exclude=()):
     down (``stage1_test/<id>/images/<id>.png``), gives one image per id; any other folder gives
     every image file under it (ids: the path below the folder, '/' as '__') except those in a
     ``masks/`` folder, which hold nucleus masks, not images, and those under the folders in
-    `exclude` (the output folder, when it lies inside an input folder).
+    `exclude` (an earlier run's ``labels/`` when the output folder lies in an input folder).
     """
     exclude = [Path(e).resolve() for e in exclude]
     found = []

@@ -40,10 +40,12 @@ def labels_to_rles(labels):
     from scipy import ndimage as ndi
 
     labels = np.asarray(labels)
+    values, inverse = np.unique(labels, return_inverse=True)   # label numbers as 1..K, in order
+    ranks = np.zeros(len(values), np.int64)
+    ranks[values != 0] = np.arange(1, np.count_nonzero(values) + 1)
+    labels = ranks[inverse.reshape(labels.shape)]
     rles = []
     for k, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:   # a label number no pixel carries
-            continue
         columns = box[1]
         runs = np.asarray(rle_encode(labels[:, columns] == k).split(), dtype=np.int64)
         runs[0::2] += columns.start * labels.shape[0]

@@ -14,7 +14,7 @@ import pandas as pd
 import tensorflow as tf
 
 from .augment import augment as augment_pair
-from .io import atomic_path
+from .io import NucsegError, atomic_path
 from .losses import accuracy, dice, get_loss
 from .model import encoder_of, get_model
 from .modelinfo import add_to_keras
@@ -167,6 +167,10 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                 rows.append({"epoch": epoch + 1, "phase": phase, "lr": schedule(epoch - offset),
                              **{k: float(v[i]) for k, v in fit.history.items() if k != "learning_rate"}})
             offset = rows[-1]["epoch"]
+        if not checkpoint.is_file() or not any(math.isfinite(r["val_loss"]) for r in rows):
+            # (Keras saves the first epoch's model whatever its val loss, NaN included)
+            raise NucsegError("train: no epoch reached a finite validation loss (NaN or inf), so there is no "
+                              "model to save; lower train.learning_rate or check the data")
         if settings:
             add_to_keras(checkpoint, settings)
         with atomic_path(out_model) as tmp:   # lands with the stage's other outputs

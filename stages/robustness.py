@@ -2,9 +2,9 @@
 
 The test images are degraded at the scale the model sees them (`nucseg.windows`): resized by
 img_size / tile (with tile 0: to img_size, whole), and predicted in img_size windows there, so
-that severities in pixels mean the same as in training's degradation augmentation; the
-instance params, in native pixels, are scaled alike (`instances.min_size` 30 is 8 pixels at
-half size). At the worst severity, the U-Net's margin over Otsu gets a 95% interval from a
+that severities in pixels mean the same as in training's degradation augmentation; with tile
+> 0 the instance params, in native pixels, are scaled alike (`instances.min_size` 30 is 8 pixels
+at half size; with tile 0 each image has its own scale, and they stay as they are). At the worst severity, the U-Net's margin over Otsu gets a 95% interval from a
 paired bootstrap over the test images; every image's scores are written for other comparisons.
 """
 import argparse

@@ -271,3 +271,15 @@ def test_evaluate_bad_solution_csv_names_the_csv_and_the_image(tmp_path, samples
     (tmp_path / "afile").write_text("a file")
     assert main([*evaluate, str(tmp_path / "odd.csv"), "--out", str(tmp_path / "afile" / "m.json")]) == 1
     assert "afile is a file, not a folder; give --out" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("where", ["inside", "same", "above"])
+def test_predict_twice_into_an_output_folder_among_the_inputs(tmp_path, folder, capsys, monkeypatch, where):
+    """An earlier run's labels are not read as images, whether --out lies inside the input folder,
+    is the input folder, or is a folder above it (--out .)."""
+    monkeypatch.chdir(tmp_path)
+    out = {"inside": folder / "results", "same": folder, "above": tmp_path}[where]
+    for _ in range(2):
+        assert main(["predict", str(folder), "--method", "otsu", "--out", str(out)]) == 0
+        assert capsys.readouterr().out.strip().splitlines()[-1].startswith("3 of 3 images segmented")
+

@@ -269,8 +269,8 @@ def test_the_fix_fits_whose_data_it_is(tmp_path, samples):
             zf.write(f, f.relative_to(folder).as_posix())
     expected = {(folder, False): "replace it with the original from stage1_train.zip",
                 (zipped, False): "delete it and 'dvc repro' downloads stage1_train.zip again",
-                (folder, True): "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out",
-                (zipped, True): "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"}
+                (folder, True): "save it again as PNG (one 2-D gray or RGB image), or remove its folder",
+                (zipped, True): "save it again as PNG (one 2-D gray or RGB image), or remove its folder"}
     for (path, user_data), fix in expected.items():
         for read in ("read_image", "image_size"):
             with pytest.raises(NucsegError) as exc:

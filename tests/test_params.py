@@ -1,5 +1,6 @@
 import runpy
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -129,14 +130,23 @@ def test_severities_start_clean_and_stay_in_range(name, levels, message):
     check_params(params)
 
 
+def test_every_degradation_has_a_severity_rule_whose_clean_level_changes_nothing():
+    from nucseg.params import SEVERITIES
+
+    assert set(SEVERITIES) == set(DEGRADATION_NAMES)
+    image = np.random.default_rng(0).random((16, 16))
+    for name, (_, clean, _) in SEVERITIES.items():
+        np.testing.assert_array_equal(DEGRADATIONS[name](image, clean, np.random.default_rng(1)), image)
+
+
 def test_blur_sigma_must_fit_the_image():
     """Its kernel reaches ceil(3 sigma) pixels: at least the image size fails in tf.pad mid-training."""
     params = committed()
-    params["train"]["augment"]["blur_sigma"] = 42.6   # radius 128 at img_size 128
-    with pytest.raises(NucsegError, match=r"train.augment.blur_sigma is 42.6 with base.img_size 128; "
-                                          r"use a sigma below 42.6667"):
+    params["train"]["augment"]["blur_sigma"] = 42.34   # radius ceil(127.02) = 128 at img_size 128
+    with pytest.raises(NucsegError, match=r"train.augment.blur_sigma is 42.34 with base.img_size 128; "
+                                          r"use a sigma of at most 42.33 "):
         check_params(params)
-    params["train"]["augment"]["blur_sigma"] = 42.3   # radius 127
+    params["train"]["augment"]["blur_sigma"] = 127 / 3   # radius 127: the largest that fits
     check_params(params)
 
 

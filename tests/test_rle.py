@@ -39,6 +39,8 @@ def test_labels_to_rles():
     # column-major, 1-based: column 0 is pixels 1-3 [0, 0, 5], column 1 pixels 4-6 [0, 3, 0],
     # column 2 pixels 7-9 [3, 3, 0]: nucleus 3 is pixel 5 and the run 7-8, nucleus 5 pixel 3
     assert labels_to_rles(labels) == ["5 1 7 2", "3 1"]
+    assert labels_to_rles(labels.astype(np.int64) * 10**12) == ["5 1 7 2", "3 1"]   # any label numbers
+    assert labels_to_rles(labels > 0) == ["3 1 5 1 7 2"]                            # a mask: one object
 
 
 def test_labels_to_rles_equals_encoding_each_nucleus_over_the_whole_image():

@@ -315,3 +315,15 @@ def test_unknown_strategy():
 
     with pytest.raises(ValueError, match="unknown strategy"):
         get_strategy("tpu_pod")
+
+
+def test_no_finite_validation_loss_means_no_model_and_one_line(tmp_path):
+    """With no finite val loss there is no best model: nothing is written (Keras' checkpoint of
+    the NaN epoch does not land as the model), and the error says what to change."""
+    from nucseg.io import NucsegError
+
+    x, y = _data(4)
+    with pytest.raises(NucsegError, match="no epoch reached a finite validation loss .*; lower train.learning_rate"):
+        train(x, y, np.full_like(x[:2], np.nan), y[:2], tmp_path / "m.keras", encoder_weights="none", epochs=1,
+              batch_size=2, seed=3, verbose=0, settings={"tile": 0, "img_size": 32, "normalization": "none"})
+    assert list(tmp_path.iterdir()) == []   # nor its temporary folder
