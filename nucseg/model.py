@@ -48,15 +48,24 @@ def resolve_weights(encoder_weights):
     return str(path)
 
 
+def weights_file(encoder_weights, img_size):
+    """The file the encoder's weights come from: the given path, Keras' cache file for
+    ``imagenet`` (which it downloads when absent), or None (``none``)."""
+    weights = resolve_weights(encoder_weights)
+    if weights != "imagenet":
+        return None if weights is None else Path(weights)
+    rows = img_size if img_size in (96, 128, 160, 192, 224) else 224   # the sizes Keras has weights for
+    return Path(keras.src.backend.config.keras_home()) / "models" / \
+        f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+
+
 def _weights_problem(weights, img_size, exc):
     """One line on why Keras could not load `weights` (a path or imagenet), or None if not that."""
     detail = " ".join(str(exc).split())
     fix = "set train.encoder_weights in params.yaml to a MobileNetV2 no-top .h5 file, imagenet or none"
     if weights != "imagenet":
         return f"{weights}: not MobileNetV2 no-top weights Keras can load ({detail}); {fix}"
-    rows = img_size if img_size in (96, 128, 160, 192, 224) else 224   # the sizes Keras has weights for
-    cache = Path(keras.src.backend.config.keras_home()) / "models" / \
-        f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{rows}_no_top.h5"
+    cache = weights_file("imagenet", img_size)
     if "URL fetch failure" in detail:
         return (f"{cache}: Keras could not download MobileNetV2's ImageNet weights ({detail}); put a no-top "
                 f"MobileNetV2 .h5 there (README: Offline machines), or {fix}")

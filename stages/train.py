@@ -5,6 +5,7 @@ and epoch) and validates on every prediction window of the val images, so that i
 the scale at which `predict` cuts them; with 0, on whole images resized to img_size.
 """
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,19 @@ import pandas as pd
 
 from nucseg.data import select
 from nucseg.io import RawSource, find_raw, read_ids, save_csv, save_json
+from nucseg.model import weights_file
 from nucseg.modelinfo import model_settings
 from nucseg.params import load_params, run
 from nucseg.train import train, versions
 from nucseg.windows import source_windows
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def main():
@@ -58,8 +68,11 @@ def main():
         finetune_learning_rate=float(p["finetune_learning_rate"]), seed=p["seed"], strategy=p["strategy"],
         settings=model_settings(p["tile"], p["img_size"], p["normalization"]),
     )
+    weights = weights_file(p["encoder_weights"], p["img_size"])   # the file Keras loaded (None: none)
     config = {"params": p, "img_size": p["img_size"], "tile": p["tile"], "n_train": len(train_ids),
               "n_val": len(val_ids), "train_windows": len(x_train), "val_windows": len(x_val),
+              "val_overlap": overlap, "degrade_levels": augment.get("degrade_levels"),
+              "encoder_weights_file": weights and {"path": str(weights), "sha256": sha256_of(weights)},
               "result": info, "versions": versions()}
     save_json(args.config, config)
     save_csv(args.history, history)

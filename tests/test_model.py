@@ -104,3 +104,18 @@ def test_weights_that_cannot_be_had_stop_in_one_line(tmp_path, monkeypatch):
     junk.write_bytes(b"not an HDF5 file")
     with pytest.raises(NucsegError, match=f"^{junk}: not MobileNetV2 no-top weights Keras can load"):
         get_model(32, encoder_weights=str(junk))
+
+
+def test_weights_file_names_what_keras_loads(tmp_path, monkeypatch):
+    """For the training configuration: Keras keeps ImageNet weights for input sizes 96 to 224 and
+    uses the 224 px file for any other."""
+    from nucseg.model import weights_file
+
+    monkeypatch.setattr("keras.src.backend.config.keras_home", lambda: str(tmp_path))
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{}_no_top.h5"
+    assert weights_file("imagenet", 128) == tmp_path / "models" / name.format(128)
+    assert weights_file("imagenet", 256) == tmp_path / "models" / name.format(224)
+    assert weights_file("none", 128) is None
+    own = tmp_path / "w.h5"
+    own.write_bytes(b"h5")
+    assert weights_file(str(own), 128) == own

@@ -89,6 +89,8 @@ def test_full_chain_runs_and_scores(project):
     assert set(robust["worst"]) == set(yaml.safe_load((project / "params.yaml").read_text())["robustness"]["degradations"])
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["img_size"] == 32 and config["params"]["encoder_weights"] == "none"
+    assert config["val_overlap"] == yaml.safe_load((project / "params.yaml").read_text())["predict"]["overlap"]
+    assert config["encoder_weights_file"] is None   # encoder_weights: none (imagenet: the file and its sha256)
     for model in ("unet.keras", "unet.tflite"):   # both files carry how the model saw its images
         assert embedded_settings(project / "models" / model) == {"tile": 256, "img_size": 32,
                                                                    "normalization": "percentile"}
