@@ -5,7 +5,7 @@
     nucseg study report loss       # bar chart and table in plots/studies/
 
 Every run of a study shares `COMMON`: fewer epochs than the default, a single training phase
-and no TTA, so that a study costs minutes per setting, not the default's quarter hour; its
+and no TTA, so that a study costs minutes per setting, not the default's 15 to 30 minutes; its
 numbers compare settings with each other, not with the default model.
 """
 from __future__ import annotations
