@@ -42,7 +42,8 @@ def _degrade_op(image, choices, index, seed, normalization="percentile"):
 
 
 def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift=0.0,
-            blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None, normalization="percentile"):
+            blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None, degrade_holdout=0,
+            normalization="percentile"):
     """Randomly transform one (image, mask) pair.
 
     Parameters
@@ -67,6 +68,9 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
         drawn uniformly among the (name, severity) pairs of `degrade_levels` (severity "none",
         the first of each list, excluded).
     degrade_levels : dict name -> severities
+    degrade_holdout : int
+        The number of each degradation's worst severities never drawn, so that scoring at them
+        (the robustness stage) measures strengths the model has not seen.
     normalization : str
         How a degraded image is normalised again (`ingest.normalization`), as ingest would.
 
@@ -95,7 +99,8 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
         image = blur(image, tf.random.stateless_uniform([], seeds[5], 0.0, blur_sigma), blur_sigma)
     image = tf.clip_by_value(image, 0.0, 1.0)
     if degrade > 0 and degrade_levels:
-        choices = [(name, float(s)) for name in sorted(degrade_levels) for s in degrade_levels[name][1:]]
+        choices = [(name, float(s)) for name in sorted(degrade_levels)
+                   for s in degrade_levels[name][1:len(degrade_levels[name]) - degrade_holdout]]
         index = tf.random.stateless_uniform([], seeds[6], 0, len(choices), dtype=tf.int32)
         op_seed = tf.random.stateless_uniform([], seeds[7], 0, 2**31 - 1, dtype=tf.int64)
         apply = tf.random.stateless_uniform([], seeds[8]) < degrade

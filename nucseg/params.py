@@ -108,6 +108,7 @@ SCHEMA = {
         "blur_sigma": number(0, example=1.0),
         "flip": BOOLEAN,
         "degrade": number(0, 1, example=0.5),
+        "degrade_holdout": integer(0, 1),
     },
     "export": {"precision": choice("float32", "int8"),
                "min_agreement": number(0, 1, use="a Dice from 0 to 1 (e.g. 0.95)", example=0.95)},
@@ -185,8 +186,16 @@ def check_params(params, path="params.yaml", required=()):
         if levels[0] != clean or len(levels) < 2 or bad is not None:
             raise NucsegError(f"{path}: robustness.severities.{name} is {levels}; use {clean} (no damage) first, then "
                               f"one or more severities, each {what}, e.g. [{clean}, {rule.use.split('e.g. ')[-1]}]")
+    augment = (params.get("train") or {}).get("augment") or {}
+    holdout = augment.get("degrade_holdout")
+    if _is_number(augment.get("degrade")) and augment["degrade"] > 0 and _is_int(holdout) and holdout > 0:
+        for name, levels in severities.items():
+            if len(levels) - 1 - holdout < 1:
+                raise NucsegError(f"{path}: train.augment.degrade_holdout is {holdout} but "
+                                  f"robustness.severities.{name} has {len(levels) - 1} severities; leave at least one "
+                                  f"to train on: a holdout below {len(levels) - 1}, or train.augment.degrade: 0")
     base = params.get("base") or {}
-    blur = ((params.get("train") or {}).get("augment") or {}).get("blur_sigma")
+    blur = augment.get("blur_sigma")
     if _is_number(blur) and _is_int(base.get("img_size")) and max(1, math.ceil(3 * blur)) >= base["img_size"]:
         raise NucsegError(f"{path}: train.augment.blur_sigma is {blur:g} with base.img_size {base['img_size']}; "
                           f"use a sigma of at most {(base['img_size'] - 1) / 3:.4g} (its kernel reaches 3 sigma "

@@ -139,6 +139,18 @@ def test_every_degradation_has_a_severity_rule_whose_clean_level_changes_nothing
         np.testing.assert_array_equal(DEGRADATIONS[name](image, clean, np.random.default_rng(1)), image)
 
 
+def test_a_holdout_must_leave_a_severity_to_train_on():
+    params = committed()
+    params["train"]["augment"]["degrade_holdout"] = 4   # every list has 4 severities after the clean level
+    with pytest.raises(NucsegError, match=r"train.augment.degrade_holdout is 4 but robustness.severities.\w+ has 4 "
+                                          r"severities; leave at least one to train on"):
+        check_params(params)
+    params["train"]["augment"]["degrade_holdout"] = 3
+    check_params(params)
+    params["train"]["augment"].update(degrade_holdout=4, degrade=0.0)   # nothing drawn: nothing to check
+    check_params(params)
+
+
 def test_blur_sigma_must_fit_the_image():
     """Its kernel reaches ceil(3 sigma) pixels: at least the image size fails in tf.pad mid-training."""
     params = committed()
