@@ -43,11 +43,12 @@ def _segmenter_args(parser):
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
 
-def _model_settings(args):
-    """`(settings, source, known)`: how the model saw its training images (`nucseg.modelinfo`),
-    with --tile (0 with --resize) over its tile; `source` says where the tile came from; `known`
-    is False for a model that carries no settings and has no config.json beside it, which gets
-    the pipeline's defaults."""
+def _unet(args):
+    """`(model, settings)` for the U-Net: the model loaded and how it saw its training images
+    (`nucseg.modelinfo`: from the model file, else the config.json beside it, else the
+    pipeline's defaults with a note), --tile (0 with --resize) over its tile. The overlap is
+    checked against that tile before the model loads; the note comes once it has loaded (a wrong
+    file is refused first)."""
     from .modelinfo import settings_of
 
     settings, where = settings_of(args.model)
@@ -56,15 +57,13 @@ def _model_settings(args):
     if args.resize or args.tile is not None:
         settings = {**settings, "tile": 0 if args.resize else args.tile}
         source = "--resize" if args.resize else "--tile"
-    return settings, source, known
-
-
-def _note_defaults(args, settings):
-    """Say which defaults a (loaded) model without settings gets: a model trained otherwise sees
-    images at the wrong scale or contrast."""
-    tile = "" if args.resize or args.tile is not None else f"--tile {settings['tile']} and "
-    print(f"note: {args.model} carries no settings and there is no config.json beside it; using "
-          f"{tile}{settings['normalization']} normalization", file=sys.stderr)
+    _check_numbers(args, settings["tile"], source)
+    model = _load_model(args.model)
+    if not known:   # a model trained otherwise sees images at the wrong scale or contrast
+        tile = "" if args.resize or args.tile is not None else f"--tile {settings['tile']} and "
+        print(f"note: {args.model} carries no settings and there is no config.json beside it; using "
+              f"{tile}{settings['normalization']} normalization", file=sys.stderr)
+    return model, settings
 
 
 def _check_numbers(args, tile=None, source="--tile"):
@@ -145,12 +144,7 @@ def cmd_predict(args):
     inputs = discover(args.inputs, exclude=[Path(args.out) / "labels", Path(args.out) / "masks"])
     if not inputs:
         raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(('.png', '.tif', '.jpg'))} ...)")
-    settings, source, known = _model_settings(args) if args.method == "unet" else (None, None, True)
-    if settings:
-        _check_numbers(args, settings["tile"], source)
-    model = _load_model(args.model) if args.method == "unet" else None
-    if not known:   # once the model has loaded: a wrong file is refused first
-        _note_defaults(args, settings)
+    model, settings = _unet(args) if args.method == "unet" else (None, None)
     try:
         summary = predict_images(inputs, _segmenter(args, args.method, model, settings), args.out,
                                  rle_csv=args.rle)
@@ -173,12 +167,7 @@ def cmd_evaluate(args):
     if args.solution and not Path(args.solution).is_file():
         raise NucsegError(f"{args.solution}: no such file; give --solution the RLE CSV "
                           "(ImageId, EncodedPixels[, Height, Width])")
-    settings, source, known = _model_settings(args) if "unet" in args.method else (None, None, True)
-    if settings:
-        _check_numbers(args, settings["tile"], source)
-    model = _load_model(args.model) if "unet" in args.method else None
-    if not known:   # once the model has loaded: a wrong file is refused first
-        _note_defaults(args, settings)
+    model, settings = _unet(args) if "unet" in args.method else (None, None)
     segmenters = {m: _segmenter(args, m, model if m == "unet" else None, settings) for m in args.method}
     summary, rows = evaluate_labelled(args.data, segmenters, solution=args.solution)
     print(f"{summary['n_images']} images")

@@ -17,9 +17,10 @@ import json
 import zipfile
 from pathlib import Path
 
+from .params import NORMALIZATIONS
+
 KERAS_MEMBER = "nucseg.json"
 TFLITE_METADATA = b"nucseg"
-NORMALIZATIONS = ("percentile", "none")
 
 
 def model_settings(tile, img_size, normalization):

@@ -60,6 +60,7 @@ def _is_range(v, low):
     return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_number, v)) and low <= v[0] <= v[1]
 
 
+NORMALIZATIONS = ("percentile", "none")   # nucseg.data.normalize's methods
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
 DEGRADATIONS = ("gaussian_noise", "poisson_noise", "blur", "linear_gradient", "radial_gradient", "low_contrast",
                 "salt_and_pepper")   # nucseg.degrade.DEGRADATIONS' names (a test keeps them equal)
@@ -80,7 +81,7 @@ SCHEMA = {
         "img_size": integer(32, 128, multiple=32),
         "tile": Rule(lambda v: _is_int(v) and (v == 0 or v >= 32), "0 (whole images) or an integer >= 32, e.g. 256"),
     },
-    "ingest": {"normalization": choice("percentile", "none")},
+    "ingest": {"normalization": choice(*NORMALIZATIONS)},
     "split": {"val": number(0, 1, low_open=True, high_open=True, example=0.1),
               "test": number(0, 1, low_open=True, high_open=True, example=0.1)},
     "otsu": {"invert_above": number(0, 1, example=0.5)},

@@ -64,6 +64,13 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
         assert set(values) == set(SCHEMA[section]), section
     assert set(params["train"]["augment"]) == set(SCHEMA["train.augment"])
     assert DEGRADATION_NAMES == tuple(DEGRADATIONS)
+    from nucseg.data import normalize
+    from nucseg.params import NORMALIZATIONS
+
+    for method in NORMALIZATIONS:   # the choices the schema allows are the methods normalize knows
+        normalize(np.zeros((2, 2)), method)
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalize(np.zeros((2, 2)), "zscore")
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -201,20 +201,26 @@ def test_evaluate_stage_scores_by_id_at_the_threshold(tmp_path, monkeypatch, thr
             assert min(figure.size) > 100, flag
 
 
+def fails_keeping_metrics(argv, path, root, monkeypatch, capsys):
+    """Run the evaluate stage on a project it must refuse: its error, once the previous metrics
+    are shown to have stayed."""
+    path["--metrics"].write_text("previous")
+    monkeypatch.chdir(root)
+    monkeypatch.setattr("sys.argv", ["evaluate.py", *argv])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(STAGE), run_name="__main__")
+    assert path["--metrics"].read_text() == "previous"
+    return capsys.readouterr().err.strip()
+
+
 def test_evaluate_stage_with_an_id_the_data_lacks_stops_in_one_line(tmp_path, monkeypatch, capsys):
     """A test list from another run than the arrays (edited by hand, or copied): one line, and the
     previous metrics stay."""
     argv, path = write_project(tmp_path, 0.5)
     path["--ids"].write_text("c\nzz\n")
-    path["--metrics"].write_text("previous")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["evaluate.py", *argv])
-    with pytest.raises(SystemExit):
-        runpy.run_path(str(STAGE), run_name="__main__")
-    err = capsys.readouterr().err.strip()
-    assert err == ("error: 1 ids not in the data, e.g. zz: the id lists and the arrays come from different runs; "
-                   "rebuild them with 'dvc repro'")
-    assert path["--metrics"].read_text() == "previous"
+    assert fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys) == (
+        "error: 1 ids not in the data, e.g. zz: the id lists and the arrays come from different runs; "
+        "rebuild them with 'dvc repro'")
 
 
 def test_evaluate_stage_with_labels_from_other_ids_stops_in_one_line(tmp_path, monkeypatch, capsys):
@@ -225,11 +231,6 @@ def test_evaluate_stage_with_labels_from_other_ids_stops_in_one_line(tmp_path, m
     with np.load(labels) as arrays:
         kept = {k: arrays[k] for k in arrays.files if k != "a"}
     save_npz(labels, kept)
-    path["--metrics"].write_text("previous")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["evaluate.py", *argv])
-    with pytest.raises(SystemExit):
-        runpy.run_path(str(STAGE), run_name="__main__")
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {labels.relative_to(tmp_path)}: no array for 'a': it was written for other ids") and "\n" not in err
-    assert path["--metrics"].read_text() == "previous"
+    err = fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys)
+    assert err.startswith(f"error: {labels.relative_to(tmp_path)}: no array for 'a': it was written for other ids")
+    assert "\n" not in err
