@@ -43,7 +43,7 @@ def _degrade_op(image, choices, index, seed, normalization="percentile"):
 
 def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift=0.0,
             blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None, degrade_holdout=0,
-            normalization="percentile"):
+            degrade_exclude=(), normalization="percentile"):
     """Randomly transform one (image, mask) pair.
 
     Parameters
@@ -71,6 +71,9 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
     degrade_holdout : int
         The number of each degradation's worst severities never drawn, so that scoring at them
         (the robustness stage) measures strengths the model has not seen.
+    degrade_exclude : sequence of str
+        Degradations never drawn at all, so that scoring them measures kinds of damage the
+        model has not seen.
     normalization : str
         How a degraded image is normalised again (`ingest.normalization`), as ingest would.
 
@@ -98,8 +101,8 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
     if blur_sigma > 0:
         image = blur(image, tf.random.stateless_uniform([], seeds[5], 0.0, blur_sigma), blur_sigma)
     image = tf.clip_by_value(image, 0.0, 1.0)
-    if degrade > 0 and degrade_levels:
-        choices = [(name, float(s)) for name in sorted(degrade_levels)
+    if degrade > 0 and set(degrade_levels or ()) - set(degrade_exclude):
+        choices = [(name, float(s)) for name in sorted(set(degrade_levels) - set(degrade_exclude))
                    for s in degrade_levels[name][1:len(degrade_levels[name]) - degrade_holdout]]
         index = tf.random.stateless_uniform([], seeds[6], 0, len(choices), dtype=tf.int32)
         op_seed = tf.random.stateless_uniform([], seeds[7], 0, 2**31 - 1, dtype=tf.int64)

@@ -110,6 +110,8 @@ SCHEMA = {
         "flip": BOOLEAN,
         "degrade": number(0, 1, example=0.5),
         "degrade_holdout": integer(0, 1),
+        "degrade_exclude": Rule(lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v),
+                                "a list of degradations never drawn, e.g. [blur] ([]: none)"),
     },
     "export": {"precision": choice("float32", "int8"),
                "min_agreement": number(0, 1, use="a Dice from 0 to 1 (e.g. 0.95)", example=0.95)},
@@ -188,6 +190,15 @@ def check_params(params, path="params.yaml", required=()):
             raise NucsegError(f"{path}: robustness.severities.{name} is {levels}; use {clean} (no damage) first, then "
                               f"one or more severities, each {what}, e.g. [{clean}, {rule.use.split('e.g. ')[-1]}]")
     augment = (params.get("train") or {}).get("augment") or {}
+    exclude = augment.get("degrade_exclude") or []
+    for name in exclude:
+        if name not in DEGRADATIONS:
+            raise NucsegError(f"{path}: train.augment.degrade_exclude names {name!r}, which nucseg does not know; "
+                              f"use {', '.join(DEGRADATIONS)}")
+    drawn = augment.get("degrade")
+    if _is_number(drawn) and drawn > 0 and severities and not set(severities) - set(exclude):
+        raise NucsegError(f"{path}: train.augment.degrade_exclude leaves no degradation to draw from; "
+                          "keep one out of the list, or set train.augment.degrade: 0")
     holdout = augment.get("degrade_holdout")
     if _is_number(augment.get("degrade")) and augment["degrade"] > 0 and _is_int(holdout) and holdout > 0:
         for name, levels in severities.items():

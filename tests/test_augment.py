@@ -107,3 +107,16 @@ def test_held_out_severities_are_never_drawn():
                           .numpy() for s in range(8)]
     assert all(curvature(o) > 0.5 * curvature(image) for o in draws(degrade_holdout=1))
     assert any(curvature(o) < 0.5 * curvature(image) for o in draws())
+
+
+def test_excluded_degradations_are_never_drawn():
+    """With blur excluded only the noise is ever applied, in the same 8 draws that bring up both
+    kinds without the exclusion; excluding every kind draws nothing."""
+    image, mask = _pair()
+    levels = {"gaussian_noise": [0.0, 0.2], "blur": [0.0, 0.5, 2.0]}
+    curvature = lambda x: np.abs(np.diff(x, 2, axis=1)).mean()
+    draws = lambda **kw: [augment(image, mask, tf.constant([s, 1]), degrade=1.0, degrade_levels=levels, **kw)[0]
+                          .numpy() for s in range(8)]
+    assert all(curvature(o) > 0.5 * curvature(image) for o in draws(degrade_exclude=("blur",)))
+    assert any(curvature(o) < 0.5 * curvature(image) for o in draws())
+    np.testing.assert_array_equal(draws(degrade_exclude=("blur", "gaussian_noise")), [image] * 8)

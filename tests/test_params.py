@@ -401,3 +401,21 @@ def test_the_params_scan_takes_unpacking_into_a_function_as_reading_every_key():
               "def helper(a=1, b=2):\n    pass\n"
               "def main():\n    p = load_params(\"otsu\", with_base=False)\n    helper(**p)\n")
     assert params_read(source, committed()) == {"otsu.invert_above"}
+
+
+def test_excluded_degradations_must_be_known_and_leave_one_to_draw():
+    params = committed()
+    params["train"]["augment"]["degrade_exclude"] = ["blurr"]
+    with pytest.raises(NucsegError, match=r"train.augment.degrade_exclude names 'blurr', which nucseg does not know; "
+                                          r"use gaussian_noise, "):
+        check_params(params)
+    params["train"]["augment"]["degrade_exclude"] = list(params["robustness"]["severities"])
+    with pytest.raises(NucsegError, match=r"degrade_exclude leaves no degradation to draw from; keep one out"):
+        check_params(params)
+    params["train"]["augment"]["degrade_exclude"] = list(params["robustness"]["severities"])[1:]
+    check_params(params)
+    params["train"]["augment"].update(degrade_exclude=list(params["robustness"]["severities"]), degrade=0.0)
+    check_params(params)   # nothing drawn: nothing to check
+    params["train"]["augment"]["degrade_exclude"] = "blur"
+    with pytest.raises(NucsegError, match=r"train.augment.degrade_exclude is 'blur'; use a list of degradations"):
+        check_params(params)
