@@ -1,4 +1,4 @@
-"""The `nucseg` command: segment new images, score a model on any labelled set."""
+"""The `nucseg` command: segment new images, score a model on any labelled set, compare two runs."""
 from __future__ import annotations
 
 import argparse
@@ -182,6 +182,20 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_compare(args):
+    from . import compare
+
+    table = compare.compare(args.a, args.b, method=args.method, seed=args.seed)
+    shown = table if args.all else compare.worst(table)
+    print(f"{args.method}, image by image: a = {args.a}, b = {args.b}; b - a with its 95% paired bootstrap interval")
+    print(shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}"))
+    if args.out and args.out.endswith(".json"):
+        save_json(args.out, table.astype(object).where(table.notna(), None).to_dict(orient="records"))
+    elif args.out:
+        save_csv(args.out, table)
+    return 0
+
+
 def cmd_study(args):
     from . import study
 
@@ -227,6 +241,22 @@ def main(argv=None):
     st.add_argument("--dry-run", action="store_true", help="print the commands only")
     st.add_argument("--out", default="plots/studies")
     st.set_defaults(func=cmd_study)
+
+    c = sub.add_parser("compare", help="two runs' per-image scores, paired image by image",
+                       description="Is b better than a, or is the difference noise? Pairs the images both runs "
+                                   "scored: mean difference (b - a), its 95%% paired bootstrap interval, and on "
+                                   "how many images each scores higher. A run is a per-image CSV (plots/"
+                                   "per_image.csv, plots/robustness_per_image.csv, nucseg evaluate --out's "
+                                   "<name>.per_image.csv) or a Git revision or DVC experiment name, whose "
+                                   "committed plots/ CSVs are read.")
+    c.add_argument("a", help="the run compared against: CSV file, commit, branch or experiment name")
+    c.add_argument("b", help="the other run")
+    c.add_argument("--method", choices=("unet", "otsu"), default="unet")
+    c.add_argument("--all", action="store_true", help="print every severity and metric (default: test "
+                                                          "images, and each degradation's clean and worst Dice)")
+    c.add_argument("--out", help="write the full table here (.json or .csv)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.set_defaults(func=cmd_compare)
 
     args = parser.parse_args(argv)
     try:

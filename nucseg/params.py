@@ -100,6 +100,8 @@ SCHEMA = {
         "finetune_epochs": integer(0, 30),
         "finetune_learning_rate": number(0, low_open=True, example=0.0005),
         "strategy": choice("default", "mirrored", "multi_worker"),
+        "seed": Rule(lambda v: v is None or (_is_int(v) and 0 <= v < 2**32),
+                     "null (base.seed) or an integer from 0 to 2**32 - 1, e.g. 1"),
         "augment": Rule(lambda v: v is None or isinstance(v, dict), "a mapping of augmentations (or null: none)"),
     },
     "train.augment": {

@@ -42,6 +42,8 @@ def main():
     parser.add_argument("--metrics", required=True)
     args = parser.parse_args()
     p = load_params("ingest", "train")
+    if p["seed"] is None:   # train.seed null: base.seed, which the split also uses
+        p["seed"] = load_params()["seed"]
     overlap = load_params("predict", with_base=False)["overlap"]
     levels = load_params("robustness", with_base=False)["severities"]
 

@@ -87,6 +87,7 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
     ("otsu.invert_above", 5, "otsu.invert_above is 5; use a number from 0 to 1"),
     ("train.loss", "focal", "train.loss is 'focal'; use one of bce, dice, bce_dice"),
     ("train.strategy", "tpu", "train.strategy is 'tpu'; use one of default, mirrored, multi_worker"),
+    ("train.seed", -1, "train.seed is -1; use null (base.seed) or an integer from 0 to 2**32 - 1"),
     ("train.epochs", 0, "train.epochs is 0; use an integer >= 1"),
     ("train.pos_weight", 0, "train.pos_weight is 0; use a number > 0"),
     ("train.learning_rate", "fast", "train.learning_rate is 'fast'; use a number > 0"),

@@ -89,6 +89,7 @@ def test_full_chain_runs_and_scores(project):
     assert set(robust["worst"]) == set(yaml.safe_load((project / "params.yaml").read_text())["robustness"]["degradations"])
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["img_size"] == 32 and config["params"]["encoder_weights"] == "none"
+    assert config["params"]["seed"] == yaml.safe_load((project / "params.yaml").read_text())["base"]["seed"]
     assert config["val_overlap"] == yaml.safe_load((project / "params.yaml").read_text())["predict"]["overlap"]
     assert config["encoder_weights_file"] is None   # encoder_weights: none (imagenet: the file and its sha256)
     for model in ("unet.keras", "unet.tflite"):   # both files carry how the model saw its images
@@ -105,6 +106,17 @@ def test_train_param_reruns_only_what_follows(project):
     status = json.loads(dvc(project, "status", "--json").stdout)
     assert set(status) == {"train"}
     assert ran(dvc(project, "repro")) == MODEL_STAGES
+
+
+def test_train_seed_retrains_on_the_same_split(project):
+    project, _ = project
+    split = {path.name: path.read_text() for path in (project / "data" / "split").glob("*.txt")}
+    seed = yaml.safe_load((project / "params.yaml").read_text())["base"]["seed"] + 1
+    set_params(project, **{"train.seed": seed})
+    assert set(json.loads(dvc(project, "status", "--json").stdout)) == {"train"}
+    assert ran(dvc(project, "repro")) == MODEL_STAGES
+    assert json.loads((project / "models" / "config.json").read_text())["params"]["seed"] == seed
+    assert {path.name: path.read_text() for path in (project / "data" / "split").glob("*.txt")} == split
 
 
 def test_threshold_reruns_scoring_only(project):
