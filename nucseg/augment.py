@@ -41,6 +41,27 @@ def _degrade_op(image, choices, index, seed, normalization="percentile"):
     return out
 
 
+def degrade_choices(levels, holdout=0, exclude=()):
+    """The (name, severity) pairs that training draws from, in a fixed order (a seed picks by index).
+
+    Parameters
+    ----------
+    levels : dict name -> severities, the first of each list being no damage (skipped)
+    holdout : int
+        Each degradation's worst `holdout` severities left out.
+    exclude : sequence of str
+        Degradations left out altogether.
+
+    Returns
+    -------
+    list of (str, float), sorted by name, each name's severities in their order
+    """
+    if isinstance(exclude, str):
+        raise TypeError(f"degrade_exclude must be a sequence of names, not the string {exclude!r}")
+    return [(name, float(s)) for name in sorted(set(levels) - set(exclude))
+            for s in levels[name][1:len(levels[name]) - holdout]]
+
+
 def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift=0.0,
             blur_sigma=0.0, flip=False, degrade=0.0, degrade_levels=None, degrade_holdout=0,
             degrade_exclude=(), normalization="percentile"):
@@ -101,9 +122,8 @@ def augment(image, mask, seed, brightness=(0.0, 0.0), contrast=(1.0, 1.0), shift
     if blur_sigma > 0:
         image = blur(image, tf.random.stateless_uniform([], seeds[5], 0.0, blur_sigma), blur_sigma)
     image = tf.clip_by_value(image, 0.0, 1.0)
-    if degrade > 0 and set(degrade_levels or ()) - set(degrade_exclude):
-        choices = [(name, float(s)) for name in sorted(set(degrade_levels) - set(degrade_exclude))
-                   for s in degrade_levels[name][1:len(degrade_levels[name]) - degrade_holdout]]
+    choices = degrade_choices(degrade_levels or {}, degrade_holdout, degrade_exclude) if degrade > 0 else []
+    if choices:
         index = tf.random.stateless_uniform([], seeds[6], 0, len(choices), dtype=tf.int32)
         op_seed = tf.random.stateless_uniform([], seeds[7], 0, 2**31 - 1, dtype=tf.int64)
         apply = tf.random.stateless_uniform([], seeds[8]) < degrade

@@ -185,11 +185,16 @@ def cmd_evaluate(args):
 def cmd_compare(args):
     from . import compare
 
-    table = compare.compare(args.a, args.b, method=args.method, seed=args.seed)
-    shown = table if args.all else compare.worst(table)
-    print(f"{args.method}, image by image: a = {args.a}, b = {args.b}; b - a with its 95% paired bootstrap interval")
+    if args.out:
+        _check_writable(args.out, "--out", folder=False)
+    table, notes = compare.compare(args.a, args.b, method=args.method, seed=args.seed, common=args.common)
+    shown = table if args.all else compare.summary(table)
+    print(f"{args.method}, image by image: a = {args.a}, b = {args.b}; b - a with its 95% paired bootstrap "
+          "interval over the images (not over retrainings)")
     print(shown.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}"))
-    if args.out and args.out.endswith(".json"):
+    for note in notes:
+        print(f"note: {note}")
+    if args.out and Path(args.out).suffix.lower() == ".json":
         save_json(args.out, table.astype(object).where(table.notna(), None).to_dict(orient="records"))
     elif args.out:
         save_csv(args.out, table)
@@ -253,7 +258,9 @@ def main(argv=None):
     c.add_argument("b", help="the other run")
     c.add_argument("--method", choices=("unet", "otsu"), default="unet")
     c.add_argument("--all", action="store_true", help="print every severity and metric (default: test "
-                                                          "images, and each degradation's clean and worst Dice)")
+                                                          "images, undamaged and each degradation's worst Dice)")
+    c.add_argument("--common", action="store_true", help="pair the images both runs scored when their image "
+                                                             "sets differ (refused otherwise)")
     c.add_argument("--out", help="write the full table here (.json or .csv)")
     c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     c.set_defaults(func=cmd_compare)

@@ -204,7 +204,7 @@ def check_params(params, path="params.yaml", required=()):
     holdout = augment.get("degrade_holdout")
     if _is_number(augment.get("degrade")) and augment["degrade"] > 0 and _is_int(holdout) and holdout > 0:
         for name, levels in severities.items():
-            if len(levels) - 1 - holdout < 1:
+            if name not in exclude and len(levels) - 1 - holdout < 1:
                 raise NucsegError(f"{path}: train.augment.degrade_holdout is {holdout} but "
                                   f"robustness.severities.{name} has {len(levels) - 1} severities; leave at least one "
                                   f"to train on: a holdout below {len(levels) - 1}, or train.augment.degrade: 0")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import synthetic_sample
@@ -120,3 +121,15 @@ def test_excluded_degradations_are_never_drawn():
     assert all(curvature(o) > 0.5 * curvature(image) for o in draws(degrade_exclude=("blur",)))
     assert any(curvature(o) < 0.5 * curvature(image) for o in draws())
     np.testing.assert_array_equal(draws(degrade_exclude=("blur", "gaussian_noise")), [image] * 8)
+
+
+def test_degrade_choices_are_sorted_by_name_and_leave_out_what_is_asked():
+    """A seed picks a choice by its index: the order is pinned (names sorted, severities in order)."""
+    from nucseg.augment import degrade_choices
+
+    levels = {"gaussian_noise": [0.0, 0.1, 0.2], "blur": [0.0, 0.5, 2.0], "low_contrast": [1.0, 0.5]}
+    assert degrade_choices(levels) == [("blur", 0.5), ("blur", 2.0), ("gaussian_noise", 0.1),
+                                       ("gaussian_noise", 0.2), ("low_contrast", 0.5)]
+    assert degrade_choices(levels, holdout=1, exclude=["blur"]) == [("gaussian_noise", 0.1)]
+    with pytest.raises(TypeError, match="a sequence of names, not the string 'blur'"):
+        degrade_choices(levels, exclude="blur")

@@ -6,105 +6,209 @@ import pandas as pd
 import pytest
 
 from nucseg.cli import main
-from nucseg.compare import compare, worst
+from nucseg.compare import check_scores, compare, summary
 from nucseg.io import NucsegError
 
 
-def per_image(path, dice, ids=None, method="unet", **more):
+def per_image(path, dice, ids=None, method="unet", native=True, **more):
+    """A pipeline-style plots/per_image.csv (native_dice beside dice); native=False: nucseg
+    evaluate --out's, whose dice is native."""
     ids = ids or [f"img{i}" for i in range(len(dice))]
-    pd.DataFrame({"id": ids, "method": method, "dice": dice, **more}).to_csv(path, index=False)
+    extra = {"native_dice": dice} if native else {}
+    pd.DataFrame({"id": ids, "method": method, "dice": dice, **extra, **more}).to_csv(path, index=False)
     return str(path)
 
 
-def robustness_rows(path, scores):
-    """scores: {(degradation, severity): [dice per image]}, in severity order."""
-    rows = [{"degradation": name, "severity": severity, "id": f"img{i}", "method": method, "dice": d, "dsb": d / 2}
+def robustness_rows(path, scores, otsu=0.0):
+    """scores: {(degradation, severity): [U-Net Dice per image]}, in severity order; Otsu's
+    Dice is `otsu` everywhere."""
+    rows = [{"degradation": name, "severity": severity, "id": f"img{i}", "method": method,
+             "dice": d if method == "unet" else otsu, "dsb": d / 2 if method == "unet" else otsu}
             for (name, severity), dice in scores.items() for i, d in enumerate(dice) for method in ("unet", "otsu")]
     pd.DataFrame(rows).to_csv(path, index=False)
     return str(path)
 
 
+def row(table, what="test images", metric="dice", severity=None):
+    pick = (table["what"] == what) & (table["metric"] == metric)
+    if severity is not None:
+        pick &= table["severity"] == severity
+    assert pick.sum() == 1
+    return table[pick].iloc[0]
+
+
 def test_difference_interval_and_counts_by_hand(tmp_path):
-    """Differences 0.1, 0, 0.2: mean 0.1, b higher on 2, a on none, the bootstrap's means lie in
-    [0, 0.2]. Differences 0 and 1 (two images): resampled means 0, 0.5 or 1, so the 95% interval
-    is [0, 1]."""
+    """Differences 0.1, 0, 0.2: mean 0.1, b higher on 2 images, a on none, every resampled mean in
+    [0, 0.2]. Two images moving by 0 and 0.5: resampled means 0, 0.25 or 0.5 (a quarter of the
+    time each end), so the 95% interval is [0, 0.5]."""
     a = per_image(tmp_path / "a.csv", [0.5, 0.6, 0.7])
     b = per_image(tmp_path / "b.csv", [0.6, 0.6, 0.9])
-    row = compare(a, b).iloc[0]
-    assert (row["what"], row["metric"], row["n"]) == ("test images", "dice", 3)
-    assert row["a"] == pytest.approx(0.6) and row["b"] == pytest.approx(0.7)
-    assert row["difference"] == pytest.approx(0.1)
-    assert (row["b_higher"], row["a_higher"]) == (2, 0)
-    assert 0 <= row["ci95_low"] < 0.1 < row["ci95_high"] <= 0.2 + 1e-12
-    two = compare(per_image(tmp_path / "c.csv", [0.5, 0.5]), per_image(tmp_path / "d.csv", [0.5, 1.5])).iloc[0]
-    assert (two["ci95_low"], two["ci95_high"]) == (0.0, 1.0)
+    table, notes = compare(a, b)
+    first = row(table)
+    assert first["n"] == 3 and notes == []
+    assert first["a"] == pytest.approx(0.6) and first["b"] == pytest.approx(0.7)
+    assert first["difference"] == pytest.approx(0.1)
+    assert (first["b_higher"], first["a_higher"]) == (2, 0)
+    assert 0 <= first["ci95_low"] < 0.1 < first["ci95_high"] <= 0.2 + 1e-12
+    two = row(compare(per_image(tmp_path / "e.csv", [0.1, 0.2]), per_image(tmp_path / "f.csv", [0.1, 0.7]))[0])
+    assert (two["ci95_low"], two["ci95_high"]) == pytest.approx((0.0, 0.5))   # unpaired: from -0.1
 
 
-def test_only_images_both_scored_are_paired_and_other_methods_ignored(tmp_path):
+def test_different_image_sets_are_refused_unless_asked_and_methods_kept_apart(tmp_path):
     a = per_image(tmp_path / "a.csv", [0.2, 0.4, 0.9], ids=["x", "y", "z"])
-    pd.concat([pd.read_csv(a), pd.DataFrame({"id": ["x"], "method": ["otsu"], "dice": [0.0]})]).to_csv(a, index=False)
+    pd.concat([pd.read_csv(a), pd.DataFrame({"id": ["x"], "method": ["otsu"], "dice": [0.0],
+                                             "native_dice": [0.0]})]).to_csv(a, index=False)
     b = per_image(tmp_path / "b.csv", [0.1, 0.3, 0.5], ids=["w", "x", "y"])
-    row = compare(a, b).iloc[0]
-    assert row["n"] == 2 and row["difference"] == pytest.approx(0.1)   # x: 0.2 -> 0.3, y: 0.4 -> 0.5
-    otsu = compare(a, per_image(tmp_path / "o.csv", [0.5], ids=["x"], method="otsu"), method="otsu").iloc[0]
+    with pytest.raises(NucsegError, match=r"test images: a scored 3 images, b 3, 2 of them both; compare runs on "
+                                          r"the same images \(same base.seed and split\), or pass --common"):
+        compare(a, b)
+    table, notes = compare(a, b, common=True)
+    assert row(table)["n"] == 2 and row(table)["difference"] == pytest.approx(0.1)   # x .2->.3, y .4->.5
+    assert notes == ["test images: a scored 3 images, b 3, 2 of them both: only those paired (--common)"]
+    otsu = row(compare(a, per_image(tmp_path / "o.csv", [0.5], ids=["x"], method="otsu"),
+                       method="otsu", common=True)[0])
     assert otsu["n"] == 1 and otsu["difference"] == pytest.approx(0.5)
-    with pytest.raises(NucsegError, match="share no image; compare runs scored on the same images"):
-        compare(a, per_image(tmp_path / "e.csv", [0.5], ids=["elsewhere"]))
+    with pytest.raises(NucsegError, match="a scored 3 images, b 1, 0 of them both; compare runs on the same"):
+        compare(a, per_image(tmp_path / "e.csv", [0.5], ids=["elsewhere"]), common=True)
 
 
 def test_robustness_scores_pair_per_degradation_and_severity(tmp_path):
     a = robustness_rows(tmp_path / "a.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 3.0): [0.5, 0.6],
                                              ("low_contrast", 1.0): [0.9, 0.8], ("low_contrast", 0.05): [0.7, 0.7]})
-    b = robustness_rows(tmp_path / "b.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 3.0): [0.7, 0.6],
-                                             ("low_contrast", 1.0): [0.9, 0.8], ("low_contrast", 0.05): [0.6, 0.6]})
-    table = compare(a, b)
-    assert len(table) == 8   # 2 degradations x 2 severities x (dice, dsb)
-    blur = table[(table["what"] == "blur") & (table["severity"] == 3.0)].set_index("metric")
-    assert blur.loc["dice", "difference"] == pytest.approx(0.1) and blur.loc["dsb", "difference"] == pytest.approx(0.05)
-    assert (blur.loc["dice", "b_higher"], blur.loc["dice", "a_higher"]) == (1, 0)
-    contrast = table[(table["what"] == "low_contrast") & (table["severity"] == 0.05)].set_index("metric")
-    assert contrast.loc["dice", "difference"] == pytest.approx(-0.1)
-    shown = worst(table)   # Dice at the clean and the worst severity of each
-    assert list(zip(shown["what"], shown["severity"], shown["metric"])) == [
-        ("blur", 0.0, "dice"), ("blur", 3.0, "dice"), ("low_contrast", 1.0, "dice"), ("low_contrast", 0.05, "dice")]
+    b = robustness_rows(tmp_path / "b.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 3.0000001): [0.7, 0.6],
+                                             ("low_contrast", 1.0): [0.9, 0.8], ("low_contrast", 0.05): [0.6, 0.6]},
+                        otsu=0.3)   # Otsu rows differ: only the U-Net's are compared
+    table, notes = compare(a, b)
+    assert len(table) == 8 and set(table["n"]) == {2} and notes == []   # 2 x 2 severities x (dice, dsb)
+    assert row(table, "blur", "dice", 3.0)["difference"] == pytest.approx(0.1)   # 3.0000001 read as 3.0
+    assert row(table, "blur", "dsb", 3.0)["difference"] == pytest.approx(0.05)
+    assert (row(table, "blur", "dice", 3.0)["b_higher"], row(table, "blur", "dice", 3.0)["a_higher"]) == (1, 0)
+    assert row(table, "low_contrast", "dice", 0.05)["difference"] == pytest.approx(-0.1)
+    shown = summary(table)   # undamaged once, then each degradation at its worst (low contrast runs downwards)
+    assert list(zip(shown["what"], shown["severity"].fillna(-1))) == [
+        ("no damage", -1), ("blur", 3.0), ("low_contrast", 0.05)]
+    more = robustness_rows(tmp_path / "c.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 3.0): [0.7, 0.6],
+                                                ("blur", 5.0): [0.1, 0.1]})
+    table, notes = compare(a, more)
+    assert set(table["what"]) == {"blur"} and notes == [
+        "only one run has low_contrast 1, low_contrast 0.05, blur 5: not compared"]
+
+
+def test_evaluate_out_files_pair_as_native_scores(tmp_path):
+    """nucseg evaluate --out's per-image dice is native: it pairs with the pipeline's native_dice,
+    never with its model-resolution dice; its f1 is f1_iou50."""
+    pipeline = tmp_path / "pipeline.csv"
+    pd.DataFrame({"id": ["001", "002", "x"], "method": "unet", "dice": [0.9, 0.9, 0.9], "native_dice": [0.8, 0.6, 0.1],
+                  "f1_iou50": [0.5, 0.5, 0.5]}).to_csv(pipeline, index=False)
+    cli = tmp_path / "mine.per_image.csv"
+    pd.DataFrame({"id": ["001", "002"], "method": "unet", "dice": [0.7, 0.7], "f1": [0.75, 0.25],
+                  "precision": [1, 1]}).to_csv(cli, index=False)
+    table, _ = compare(str(pipeline), str(cli), common=True)
+    assert set(table["metric"]) == {"native_dice", "f1_iou50"} and set(table["n"]) == {2}   # 001, 002 as text
+    assert row(table, metric="native_dice")["difference"] == pytest.approx(0.0)
+    assert row(table, metric="f1_iou50")["difference"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,method,dice\na,unet,0.5\na,unet,0.9\nb,unet,0.6\n", "image a appears 2 times for unet; keep one row"),
+    ("id,method,dice\na,unet,abc\n", "column dice holds a non-number ('abc', data row 1)"),
+    ("id,n_nuclei\nx,3\n", "no dice, method column; give a per-image CSV written by nucseg"),
+    ("degradation,severity,id,method,dice\nblur,high,a,unet,0.5\n", "column severity holds a non-number ('high'"),
+    ("", "not a per-image CSV (No columns to parse from file)"),
+])
+def test_a_file_that_is_not_per_image_scores_is_named_in_one_line(tmp_path, capsys, text, message):
+    bad = tmp_path / "scores.csv"
+    bad.write_text(text)
+    assert main(["compare", str(bad), per_image(tmp_path / "good.csv", [0.5])]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: {message}") and err.count("\n") == 1
+
+
+def test_no_shared_score_is_an_error_not_an_empty_table(tmp_path):
+    empty = tmp_path / "nan.csv"
+    empty.write_text("id,method,dice,native_dice\na,unet,,\nb,unet,,\n")
+    with pytest.raises(NucsegError, match="no score for the same images"):
+        compare(str(empty), per_image(tmp_path / "b.csv", [0.5, 0.6], ids=["a", "b"]))
+    with pytest.raises(NucsegError, match="no score for the same images"):
+        compare(per_image(tmp_path / "c.csv", [0.5], ids=["img0"]),
+                robustness_rows(tmp_path / "d.csv", {("blur", 0.0): [0.9]}))
 
 
 def git(repo, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
-                   capture_output=True)
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
 
 
-def test_revisions_and_experiment_names_read_the_committed_scores(tmp_path, monkeypatch, capsys):
-    """Two commits of plots/per_image.csv and a DVC-style experiment ref name the same runs."""
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """Two commits of plots/per_image.csv (Dice .5, .6 then .7, .7); the first is also the DVC
+    experiment 'first-run' on the second commit (refs/exps/<2>/<38>/<name>, the hex digits its
+    baseline), beside a decoy ref of the same name at another depth."""
     (tmp_path / "plots").mkdir()
     git(tmp_path, "init", "-q")
     per_image(tmp_path / "plots" / "per_image.csv", [0.5, 0.6], dsb=[0.2, 0.2])
     git(tmp_path, "add", "plots")
     git(tmp_path, "commit", "-q", "-m", "a")
+    first = git(tmp_path, "rev-parse", "HEAD")
     per_image(tmp_path / "plots" / "per_image.csv", [0.7, 0.7], dsb=[0.1, 0.3])
     git(tmp_path, "commit", "-q", "-am", "b")
-    git(tmp_path, "update-ref", "refs/exps/ab/cdef0123/first-run", "HEAD~1")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    git(tmp_path, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/first-run", first)
+    git(tmp_path, "update-ref", "refs/exps/exec/first-run", head)   # not an experiment's ref
     monkeypatch.chdir(tmp_path)
-    for run_a in ("HEAD~1", "first-run"):
-        table = compare(run_a, "HEAD").set_index("metric")
-        assert table.loc["dice", "difference"] == pytest.approx(0.15)
-        assert table.loc["dsb", "difference"] == pytest.approx(0.0)
+    return tmp_path, first, head
+
+
+def test_revisions_and_experiment_names_read_the_committed_scores(repo, capsys):
+    path, first, _ = repo
+    for run_a in ("HEAD~1", "first-run", first):
+        table, notes = compare(run_a, "HEAD")
+        assert row(table)["difference"] == pytest.approx(0.15) and notes == []
+        assert row(table, metric="dsb")["difference"] == pytest.approx(0.0)
     assert main(["compare", "first-run", "HEAD", "--out", "diff.json"]) == 0
     out = capsys.readouterr().out
     assert "a = first-run, b = HEAD" in out and "0.1500" in out
-    written = {row["metric"]: row for row in json.loads((tmp_path / "diff.json").read_text())}
+    written = {r["metric"]: r for r in json.loads((path / "diff.json").read_text())}
     assert written["dice"]["difference"] == pytest.approx(0.15) and written["dice"]["severity"] is None
+    assert main(["compare", "HEAD~1", "HEAD", "--all", "--out", "diff.csv"]) == 0
+    assert pd.read_csv(path / "diff.csv")["metric"].tolist() == ["dice", "native_dice", "dsb"]
     assert main(["compare", "no-such-run", "HEAD"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no-such-run: neither a per-image CSV file nor a Git revision or DVC experiment")
     assert err.count("\n") == 1
 
 
-def test_a_file_that_is_not_per_image_scores_is_named(tmp_path, capsys):
-    bad = tmp_path / "summary.csv"
-    bad.write_text("id,n_nuclei\nx,3\n")
+def test_an_experiment_name_on_several_baselines_means_the_one_on_head(repo):
+    path, first, head = repo
+    git(path, "update-ref", f"refs/exps/{first[:2]}/{first[2:]}/first-run", head)   # same name, older baseline
+    assert row(compare("first-run", "HEAD")[0])["difference"] == pytest.approx(0.15)
+    git(path, "update-ref", "-d", f"refs/exps/{head[:2]}/{head[2:]}/first-run")
+    git(path, "update-ref", f"refs/exps/{'ab' if head[:2] != 'ab' else 'cd'}/{head[2:]}/first-run", head)
+    with pytest.raises(NucsegError, match="first-run: 2 DVC experiments have this name, none on HEAD; give one of"):
+        compare("first-run", "HEAD")
+
+
+def test_a_branch_named_like_an_experiment_wins_with_a_note(repo):
+    path, _, head = repo
+    git(path, "branch", "first-run", "HEAD")
+    table, notes = compare("first-run", "HEAD")
+    assert row(table)["difference"] == pytest.approx(0.0)
+    assert notes == [f"first-run: the Git revision; for the experiment of that name give "
+                     f"refs/exps/{head[:2]}/{head[2:]}/first-run"]
+
+
+def test_outside_a_repository_and_unwritable_out_fail_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert main(["compare", "HEAD~1", "HEAD"]) == 1
+    assert "is not in a Git repository; give two per-image CSV files" in capsys.readouterr().err
     good = per_image(tmp_path / "good.csv", [0.5])
-    assert main(["compare", str(bad), good]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {bad}: no dice, method column; give a per-image CSV written by nucseg")
-    assert err.count("\n") == 1
+    (tmp_path / "folder").mkdir()
+    assert main(["compare", good, good, "--out", "folder"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error: folder: a folder; give --out a file name")
+
+
+def test_scores_are_checked_and_renamed_alike_for_files_and_revisions():
+    table = check_scores(pd.DataFrame({"id": ["1"], "method": ["unet"], "dice": ["0.5"]}), "evaluate")
+    assert table["native_dice"].tolist() == [0.5] and "dice" not in table   # no native_dice: evaluate --out's

@@ -415,6 +415,13 @@ def test_excluded_degradations_must_be_known_and_leave_one_to_draw():
         check_params(params)
     params["train"]["augment"]["degrade_exclude"] = list(params["robustness"]["severities"])[1:]
     check_params(params)
+    params["train"]["augment"]["degrade_holdout"] = 2   # the severities of excluded kinds are not checked
+    params["robustness"]["severities"]["blur"] = [0.0, 1.0]
+    check_params(params)
+    params["train"]["augment"]["degrade_exclude"] = []
+    with pytest.raises(NucsegError, match=r"degrade_holdout is 2 but robustness.severities.blur has 1 severities"):
+        check_params(params)
+    params["train"]["augment"].update(degrade_exclude=["blur"], degrade_holdout=0)
     params["train"]["augment"].update(degrade_exclude=list(params["robustness"]["severities"]), degrade=0.0)
     check_params(params)   # nothing drawn: nothing to check
     params["train"]["augment"]["degrade_exclude"] = "blur"

@@ -112,10 +112,13 @@ def test_train_seed_retrains_on_the_same_split(project):
     project, _ = project
     split = {path.name: path.read_text() for path in (project / "data" / "split").glob("*.txt")}
     seed = yaml.safe_load((project / "params.yaml").read_text())["base"]["seed"] + 1
+    before = json.loads((project / "metrics" / "train.json").read_text())
     set_params(project, **{"train.seed": seed})
     assert set(json.loads(dvc(project, "status", "--json").stdout)) == {"train"}
     assert ran(dvc(project, "repro")) == MODEL_STAGES
     assert json.loads((project / "models" / "config.json").read_text())["params"]["seed"] == seed
+    # training is deterministic for a seed (test_train.py): another validation loss means another seed was used
+    assert json.loads((project / "metrics" / "train.json").read_text())["best_val_loss"] != before["best_val_loss"]
     assert {path.name: path.read_text() for path in (project / "data" / "split").glob("*.txt")} == split
 
 
