@@ -81,6 +81,13 @@ def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, c
     assert with_csv["otsu"] == with_masks["otsu"]   # the same truth, whichever way it comes
     assert "otsu" in capsys.readouterr().out
 
+    # nucseg compare reads the per-image files as written: native scores, Otsu against itself
+    assert main(["compare", str(tmp_path / "m.per_image.csv"), str(tmp_path / "s.per_image.csv"), "--method", "otsu",
+                 "--out", str(tmp_path / "c.csv")]) == 0
+    compared = pd.read_csv(tmp_path / "c.csv")
+    assert compared["metric"].tolist() == ["native_dice", "dsb", "f1_iou50"]
+    assert set(compared["n"]) == {len(samples)} and set(compared["difference"]) == {0.0}
+
 
 def test_study_queue_dry_run_prints_one_command_per_setting(capsys):
     assert main(["study", "queue", "loss", "--dry-run"]) == 0
