@@ -249,8 +249,8 @@ def main(argv=None):
 
     c = sub.add_parser("compare", help="two runs' per-image scores, paired image by image",
                        description="Is b better than a, or is the difference noise? Pairs the images both runs "
-                                   "scored: mean difference (b - a), its 95% paired bootstrap interval over the images, and on "
-                                   "how many images each scores higher. A run is a per-image CSV (plots/"
+                                   "scored: mean difference (b - a), its 95% paired bootstrap interval over the "
+                                   "images, and on how many images each scores higher. A run is a per-image CSV (plots/"
                                    "per_image.csv, plots/robustness_per_image.csv, nucseg evaluate --out's "
                                    "<name>.per_image.csv) or a Git revision or DVC experiment name, whose "
                                    "committed plots/ CSVs are read.")

@@ -176,10 +176,13 @@ def check_params(params, path="params.yaml", required=()):
                           "use an overlap below the tile, e.g. a quarter of it")
     robustness = params.get("robustness") or {}
     severities = robustness.get("severities") if isinstance(robustness.get("severities"), dict) else {}
-    for key, names in (("degradations", robustness.get("degradations") or []), ("severities", severities)):
+    augment = (params.get("train") or {}).get("augment") or {}
+    exclude = augment.get("degrade_exclude") or []
+    for key, names in (("robustness.degradations", robustness.get("degradations") or []),
+                       ("robustness.severities", severities), ("train.augment.degrade_exclude", exclude)):
         for name in names:
             if name not in DEGRADATIONS:
-                raise NucsegError(f"{path}: robustness.{key} names {name!r}, which nucseg does not know; "
+                raise NucsegError(f"{path}: {key} names {name!r}, which nucseg does not know; "
                                   f"use {', '.join(DEGRADATIONS)}")
     for name in robustness.get("degradations") or []:
         if severities and name not in severities:
@@ -191,12 +194,6 @@ def check_params(params, path="params.yaml", required=()):
         if levels[0] != clean or len(levels) < 2 or bad is not None:
             raise NucsegError(f"{path}: robustness.severities.{name} is {levels}; use {clean} (no damage) first, then "
                               f"one or more severities, each {what}, e.g. [{clean}, {rule.use.split('e.g. ')[-1]}]")
-    augment = (params.get("train") or {}).get("augment") or {}
-    exclude = augment.get("degrade_exclude") or []
-    for name in exclude:
-        if name not in DEGRADATIONS:
-            raise NucsegError(f"{path}: train.augment.degrade_exclude names {name!r}, which nucseg does not know; "
-                              f"use {', '.join(DEGRADATIONS)}")
     drawn = augment.get("degrade")
     if _is_number(drawn) and drawn > 0 and severities and not set(severities) - set(exclude):
         raise NucsegError(f"{path}: train.augment.degrade_exclude leaves no degradation to draw from; "
