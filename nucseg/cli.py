@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .io import NucsegError, save_csv, save_json
+from .params import FILL_HOLES
 
 # the pipeline's defaults, for a model that carries no settings and has no config.json beside it
 DEFAULT_SETTINGS = {"tile": 256, "normalization": "percentile"}
@@ -39,7 +40,12 @@ def _segmenter_args(parser):
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
     parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest nucleus kept, pixels (default: %(default)s)")
-    parser.add_argument("--no-fill-holes", action="store_true")
+    parser.add_argument("--fill-holes", choices=FILL_HOLES, default="all",
+                        help="all: every hole of the mask, before splitting; nucleus: only holes inside one nucleus "
+                             "(a gap that a ring of touching nuclei encloses stays background); none "
+                             "(default: %(default)s)")
+    parser.add_argument("--no-fill-holes", dest="fill_holes", action="store_const", const="none",
+                        help="the same as --fill-holes none")
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
 
@@ -103,7 +109,7 @@ def _segmenter(args, method, model=None, settings=None):
         method=method, model=model, threshold=args.threshold, tile=settings["tile"],
         normalization=settings["normalization"],
         overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-        instance_params=dict(min_size=args.min_size, fill_holes=not args.no_fill_holes,
+        instance_params=dict(min_size=args.min_size, fill_holes=args.fill_holes,
                              split_touching=not args.no_split),
     )
 

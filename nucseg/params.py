@@ -61,6 +61,7 @@ def _is_range(v, low):
 
 
 NORMALIZATIONS = ("percentile", "none")   # nucseg.data.normalize's methods
+FILL_HOLES = ("all", "nucleus", "none")   # nucseg.instances.instances' ways of filling holes
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
 DEGRADATIONS = ("gaussian_noise", "poisson_noise", "blur", "linear_gradient", "radial_gradient", "low_contrast",
                 "salt_and_pepper")   # nucseg.degrade.DEGRADATIONS' names (a test keeps them equal)
@@ -120,7 +121,7 @@ SCHEMA = {
     "predict": {"batch_size": integer(1, 32), "tta": BOOLEAN, "overlap": integer(0, 64)},
     "instances": {
         "min_size": integer(0, 30),
-        "fill_holes": BOOLEAN,
+        "fill_holes": choice(*FILL_HOLES),
         "split_touching": BOOLEAN,
         "split_depth": number(0, example=1.0),
         "smooth": number(0, example=1.0),

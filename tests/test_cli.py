@@ -290,3 +290,22 @@ def test_predict_twice_into_an_output_folder_among_the_inputs(tmp_path, folder, 
         assert main(["predict", str(folder), "--method", "otsu", "--out", str(out)]) == 0
         assert capsys.readouterr().out.strip().splitlines()[-1].startswith("3 of 3 images segmented")
 
+
+
+def test_fill_holes_option_counts_a_ring_of_nuclei(tmp_path, capsys):
+    """Six touching nuclei around a gap: one with every hole filled, six with --fill-holes nucleus."""
+    from conftest import png_bytes
+    from test_instances import ring_of_nuclei
+
+    mask, _ = ring_of_nuclei()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ring.png").write_bytes(png_bytes(np.where(mask, 200, 20).astype(np.uint8)))
+    counts = {}
+    for option in (["--fill-holes", "all"], ["--fill-holes", "nucleus"], ["--no-fill-holes"], []):
+        out = tmp_path / "-".join(option or ["default"])
+        assert main(["predict", str(tmp_path / "in"), "--method", "otsu", "--out", str(out)] + option) == 0
+        counts[" ".join(option)] = int(pd.read_csv(out / "summary.csv")["nuclei"][0])
+    assert counts == {"--fill-holes all": 1, "--fill-holes nucleus": 6, "--no-fill-holes": 6, "": 1}
+    with pytest.raises(SystemExit):
+        main(["predict", str(tmp_path / "in"), "--method", "otsu", "--out", str(tmp_path / "o"), "--fill-holes", "yes"])
+    assert "invalid choice: 'yes'" in capsys.readouterr().err

@@ -63,7 +63,84 @@ def test_holes_filled_and_specks_removed():
     assert labels.max() == 1
     assert labels[20, 20] == 1             # the hole belongs to the nucleus
     assert labels[45, 45] == 0
-    assert instances(ring, fill_holes=False)[20, 20] == 0
+    assert instances(ring, fill_holes="none")[20, 20] == 0
+    assert instances(ring, fill_holes=False).tolist() == instances(ring, fill_holes="none").tolist()
+    assert instances(ring, fill_holes=True).tolist() == instances(ring, fill_holes="all").tolist()
+
+
+def ring_of_nuclei(n=6, radius=9, spread=17, shape=(100, 100)):
+    """`n` touching disks around a gap of background, and their centres."""
+    angles = np.arange(n) * 2 * np.pi / n
+    centres = [(50 + spread * np.sin(a), 50 + spread * np.cos(a)) for a in angles]
+    mask = np.zeros(shape, bool)
+    for c in centres:
+        mask |= disk(shape, c, radius)
+    return mask, centres
+
+
+def cluster_of_four(spacing, radius=9, shape=(80, 80)):
+    centres = [(30 + dy, 30 + dx) for dy in (0, spacing) for dx in (0, spacing)]
+    mask = np.zeros(shape, bool)
+    for c in centres:
+        mask |= disk(shape, c, radius)
+    return mask, centres
+
+
+@pytest.mark.parametrize("make", [lambda: ring_of_nuclei(), lambda: ring_of_nuclei(n=5, spread=15)]
+                         + [lambda s=s: cluster_of_four(s) for s in (14, 15, 16, 17)])
+def test_nuclei_around_a_gap_are_found_with_fill_holes_nucleus(make):
+    from scipy import ndimage as ndi
+
+    mask, centres = make()
+    gap = ndi.binary_fill_holes(mask) & ~mask
+    assert gap.any() and ndi.label(mask)[1] == 1
+    labels = instances(mask, fill_holes="nucleus")
+    assert labels.max() == len(centres)
+    _assert_one_label_per_centre(labels, centres, tol=1.5)
+    assert not labels[gap].any()                     # the gap stays background
+    assert (labels > 0).sum() == mask.sum()
+    # filling every hole first joins them into one blob, gap included (the README says so)
+    together = instances(mask, fill_holes="all")
+    assert together.max() == 1 and together[gap].all()
+
+
+@pytest.mark.parametrize("hole", [((38, 42), 5), ((36, 44), 4), ((42, 36), 6)])
+def test_fill_holes_nucleus_keeps_a_nucleus_with_its_own_hole_whole(hole):
+    shape = (80, 80)
+    nucleus = disk(shape, (40, 40), 12)
+    labels = instances(nucleus & ~disk(shape, *hole), fill_holes="nucleus")
+    assert labels.max() == 1 and ((labels > 0) == nucleus).all()
+
+
+@pytest.mark.parametrize("width", [3, 4, 5, 6])
+@pytest.mark.parametrize("smooth", [0, 1.0])
+def test_a_diagonal_rod_is_one_nucleus(width, smooth):
+    """Its distance ridge is a plateau joined only at the corners of pixels: one maximum, one seed
+    (labelled 4-connected it was 5 to 19 seeds, and the rod as many nuclei)."""
+    yy, xx = np.mgrid[:70, :70]
+    rod = (abs(yy - xx) <= width) & (xx + yy > 30) & (xx + yy < 110)
+    assert instances(rod, smooth=smooth).max() == 1
+    assert instances(rod.T[::-1], smooth=smooth).max() == 1    # the other diagonal
+
+
+def test_fill_own_holes_by_hand():
+    from nucseg.instances import fill_own_holes
+
+    labels = np.array([[1, 1, 1, 2, 2, 2, 0],
+                       [1, 0, 1, 2, 0, 3, 0],      # (1, 1): inside 1 only; (1, 4): between 2 and 3
+                       [1, 1, 1, 2, 3, 3, 0],
+                       [0, 0, 0, 0, 0, 0, 0]])
+    filled = fill_own_holes(labels)
+    assert filled[1, 1] == 1 and filled[1, 4] == 0
+    filled[1, 1] = 0
+    assert (filled == labels).all()
+    border = np.array([[0, 1, 1], [1, 1, 0], [1, 1, 1]])     # background reaching the border: no hole
+    assert (fill_own_holes(border) == border).all()
+
+
+def test_unknown_fill_holes_is_refused():
+    with pytest.raises(ValueError, match="fill_holes is 'yes'; use one of all, nucleus, none"):
+        instances(np.ones((4, 4)), fill_holes="yes")
 
 
 def test_empty_mask():
