@@ -40,12 +40,13 @@ def _segmenter_args(parser):
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
     parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest nucleus kept, pixels (default: %(default)s)")
-    parser.add_argument("--fill-holes", choices=FILL_HOLES, default="all",
-                        help="all: every hole of the mask, before splitting; nucleus: only holes inside one nucleus "
-                             "(a gap that a ring of touching nuclei encloses stays background); none "
-                             "(default: %(default)s)")
-    parser.add_argument("--no-fill-holes", dest="fill_holes", action="store_const", const="none",
-                        help="the same as --fill-holes none")
+    holes = parser.add_mutually_exclusive_group()
+    holes.add_argument("--fill-holes", choices=FILL_HOLES, default="all",
+                       help="all: every hole of the mask, before splitting; nucleus: only holes inside one nucleus "
+                            "(a gap that a ring of touching nuclei encloses stays background); none "
+                            "(default: %(default)s)")
+    holes.add_argument("--no-fill-holes", dest="fill_holes", action="store_const", const="none",
+                       help="the same as --fill-holes none")
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
 
 

@@ -61,13 +61,13 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
         extra = np.isin(labels, unseeded)
         seeds[extra] = labels[extra] + seeds.max()
         labels = watershed(-distance, seeds, mask=mask)
-    if fill_holes == "nucleus":
-        labels = fill_own_holes(labels)
     if min_size > 1 and labels.max():
         sizes = np.bincount(labels.ravel())
         small = sizes < min_size
         small[0] = False
         labels[small[labels]] = 0
+    if fill_holes == "nucleus":   # after the specks go: one inside a hole would count as a second nucleus
+        labels = fill_own_holes(labels)
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
@@ -79,10 +79,19 @@ def fill_own_holes(labels):
     """
     labels = np.array(labels)
     holes, n = ndi.label(ndi.binary_fill_holes(labels > 0) & (labels == 0))
-    for k, box in enumerate(ndi.find_objects(holes), 1):
-        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        hole = holes[box] == k
-        around = np.unique(labels[box][ndi.binary_dilation(hole) & ~hole])
-        if len(around) == 1:
-            labels[box][hole] = around[0]
+    if not n:
+        return labels
+    # (hole, nucleus) for every pair of 4-neighbours: a hole's 4-neighbours outside it are all nucleus
+    pairs = []
+    for hole, nucleus in ((holes[1:], labels[:-1]), (holes[:-1], labels[1:]),
+                          (holes[:, 1:], labels[:, :-1]), (holes[:, :-1], labels[:, 1:])):
+        touch = (hole > 0) & (nucleus > 0)
+        pairs.append(np.stack([hole[touch], nucleus[touch]], 1).astype(np.int64))
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    around = np.bincount(pairs[:, 0], minlength=n + 1)     # nuclei around each hole
+    owner = np.zeros(n + 1, labels.dtype)
+    alone = around[pairs[:, 0]] == 1
+    owner[pairs[alone, 0]] = pairs[alone, 1]
+    fill = owner[holes]
+    labels[fill > 0] = fill[fill > 0]
     return labels

@@ -121,7 +121,7 @@ SCHEMA = {
     "predict": {"batch_size": integer(1, 32), "tta": BOOLEAN, "overlap": integer(0, 64)},
     "instances": {
         "min_size": integer(0, 30),
-        "fill_holes": choice(*FILL_HOLES),
+        "fill_holes": Rule(lambda v: v in FILL_HOLES, f"one of {', '.join(FILL_HOLES)} (true was all, false none)"),
         "split_touching": BOOLEAN,
         "split_depth": number(0, example=1.0),
         "smooth": number(0, example=1.0),

@@ -293,19 +293,27 @@ def test_predict_twice_into_an_output_folder_among_the_inputs(tmp_path, folder, 
 
 
 def test_fill_holes_option_counts_a_ring_of_nuclei(tmp_path, capsys):
-    """Six touching nuclei around a gap: one with every hole filled, six with --fill-holes nucleus."""
-    from conftest import png_bytes
+    """Six touching nuclei around a gap: one with every hole filled, six with --fill-holes nucleus;
+    a seventh nucleus has a hole of its own, which only --fill-holes none leaves open."""
+    from conftest import disk, png_bytes
     from test_instances import ring_of_nuclei
 
-    mask, _ = ring_of_nuclei()
+    ring, _ = ring_of_nuclei(shape=(100, 140))
+    own = disk(ring.shape, (50, 118), 12)
+    image = np.where(ring | own & ~disk(ring.shape, (48, 120), 5), 200, 20).astype(np.uint8)
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "ring.png").write_bytes(png_bytes(np.where(mask, 200, 20).astype(np.uint8)))
-    counts = {}
-    for option in (["--fill-holes", "all"], ["--fill-holes", "nucleus"], ["--no-fill-holes"], []):
+    (tmp_path / "in" / "ring.png").write_bytes(png_bytes(image))
+    summaries = {}
+    for option in (["--fill-holes", "all"], ["--fill-holes", "nucleus"], ["--fill-holes", "none"],
+                   ["--no-fill-holes"], []):
         out = tmp_path / "-".join(option or ["default"])
         assert main(["predict", str(tmp_path / "in"), "--method", "otsu", "--out", str(out)] + option) == 0
-        counts[" ".join(option)] = int(pd.read_csv(out / "summary.csv")["nuclei"][0])
-    assert counts == {"--fill-holes all": 1, "--fill-holes nucleus": 6, "--no-fill-holes": 6, "": 1}
+        summaries[" ".join(option)] = pd.read_csv(out / "summary.csv").iloc[0]
+    counts = {option: int(s["nuclei"]) for option, s in summaries.items()}
+    assert counts == {"--fill-holes all": 2, "--fill-holes nucleus": 7, "--fill-holes none": 7,
+                      "--no-fill-holes": 7, "": 2}
+    area = {option: s["mean_area"] for option, s in summaries.items()}
+    assert area["--fill-holes nucleus"] > area["--fill-holes none"] == area["--no-fill-holes"]
     with pytest.raises(SystemExit):
         main(["predict", str(tmp_path / "in"), "--method", "otsu", "--out", str(tmp_path / "o"), "--fill-holes", "yes"])
     assert "invalid choice: 'yes'" in capsys.readouterr().err

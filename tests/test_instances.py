@@ -123,6 +123,49 @@ def test_a_diagonal_rod_is_one_nucleus(width, smooth):
     assert instances(rod.T[::-1], smooth=smooth).max() == 1    # the other diagonal
 
 
+def test_fill_holes_nucleus_fills_a_hole_around_a_speck():
+    """A speck under min_size inside a nucleus's hole goes first, so the hole is that nucleus's alone."""
+    shape = (80, 80)
+    nucleus = disk(shape, (40, 40), 12)
+    mask = nucleus & ~disk(shape, (38, 42), 5) | disk(shape, (38, 42), 1)     # 5-pixel speck in the hole
+    labels = instances(mask, min_size=30, fill_holes="nucleus")
+    assert labels.max() == 1 and ((labels > 0) == nucleus).all()
+
+
+def _fill_own_holes_one_by_one(labels):
+    """The definition, hole by hole: fill a hole whose rim holds one label."""
+    from scipy import ndimage as ndi
+
+    labels = labels.copy()
+    holes, _ = ndi.label(ndi.binary_fill_holes(labels > 0) & (labels == 0))
+    for k in range(1, holes.max() + 1):
+        hole = holes == k
+        around = np.unique(labels[ndi.binary_dilation(hole) & ~hole])
+        if len(around) == 1:
+            labels[hole] = around[0]
+    return labels
+
+
+def test_fill_own_holes_matches_its_definition_on_random_masks():
+    from scipy import ndimage as ndi
+
+    from nucseg.instances import fill_own_holes
+
+    rng = np.random.default_rng(0)
+    filled_some = kept_some = 0
+    for _ in range(60):
+        mask = ndi.binary_opening(rng.random((50, 50)) > 0.35)
+        labels = instances(mask, fill_holes="none", min_size=0)
+        before = labels.copy()
+        filled = fill_own_holes(labels)
+        assert (labels == before).all()                      # the input is left alone
+        assert (filled == _fill_own_holes_one_by_one(labels)).all()
+        holes = ndi.binary_fill_holes(labels > 0) & (labels == 0)
+        filled_some += (filled[holes] > 0).any()
+        kept_some += (filled[holes] == 0).any()
+    assert filled_some > 10 and kept_some > 10               # both cases occur
+
+
 def test_fill_own_holes_by_hand():
     from nucseg.instances import fill_own_holes
 

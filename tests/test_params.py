@@ -96,7 +96,7 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
     ("train.learnng_rate", 0.1, "train.learnng_rate is not a nucseg param; fix its spelling or remove it"),
     ("predict.tta", "maybe", "predict.tta is 'maybe'; use true or false"),
     ("predict.overlap", 256, "predict.overlap is 256 with base.tile 256; use an overlap below the tile"),
-    ("instances.fill_holes", True, "instances.fill_holes is True; use one of all, nucleus, none"),
+    ("instances.fill_holes", True, "instances.fill_holes is True; use one of all, nucleus, none (true was all, false none)"),
     ("instances.split_depth", -1, "instances.split_depth is -1; use a number >= 0"),
     ("evaluate.threshold", 50, "evaluate.threshold is 50; use a number from 0 to 1 (above 0 and below 1)"),
     ("evaluate.gallery_images", 0, "evaluate.gallery_images is 0; use an integer >= 1"),
