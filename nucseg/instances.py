@@ -21,9 +21,7 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
     blob the watershed cannot split (its deepest point is the filled gap). ``"nucleus"`` splits the
     mask as it is and then fills only the holes that lie inside one nucleus: the gap inside a ring
     stays background and each nucleus of it is found, but a nucleus with a hole of its own can be
-    split around it. On the validation split ``"all"`` scores Otsu's masks (many small holes inside
-    nuclei) 0.008 DSB higher, the U-Net's (few holes, mostly gaps between nuclei) 0.001 lower
-    (`bench/fill_holes.py`, `plots/studies/fill_holes.json`).
+    split around it. `bench/fill_holes.py` compares the modes on the validation split.
 
     Parameters
     ----------

@@ -291,7 +291,6 @@ def test_predict_twice_into_an_output_folder_among_the_inputs(tmp_path, folder, 
         assert capsys.readouterr().out.strip().splitlines()[-1].startswith("3 of 3 images segmented")
 
 
-
 def test_fill_holes_option_counts_a_ring_of_nuclei(tmp_path, capsys):
     """Six touching nuclei around a gap: one with every hole filled, six with --fill-holes nucleus;
     a seventh nucleus has a hole of its own, which only --fill-holes none leaves open."""

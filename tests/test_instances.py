@@ -9,12 +9,16 @@ def _centres(n, radius=8, gap=-3):
     return [(20, 12 + i * (2 * radius + gap)) for i in range(n)]
 
 
-def _touching(n, radius=8, gap=-3, shape=(40, 120)):
-    """`n` disks in a row, overlapping by `-gap` pixels: one connected blob."""
+def _disks(shape, centres, radius):
     mask = np.zeros(shape, bool)
-    for c in _centres(n, radius, gap):
+    for c in centres:
         mask |= disk(shape, c, radius)
     return mask
+
+
+def _touching(n, radius=8, gap=-3, shape=(40, 120)):
+    """`n` disks in a row, overlapping by `-gap` pixels: one connected blob."""
+    return _disks(shape, _centres(n, radius, gap), radius)
 
 
 def _assert_one_label_per_centre(labels, centres, tol):
@@ -72,18 +76,12 @@ def ring_of_nuclei(n=6, radius=9, spread=17, shape=(100, 100)):
     """`n` touching disks around a gap of background, and their centres."""
     angles = np.arange(n) * 2 * np.pi / n
     centres = [(50 + spread * np.sin(a), 50 + spread * np.cos(a)) for a in angles]
-    mask = np.zeros(shape, bool)
-    for c in centres:
-        mask |= disk(shape, c, radius)
-    return mask, centres
+    return _disks(shape, centres, radius), centres
 
 
 def cluster_of_four(spacing, radius=9, shape=(80, 80)):
     centres = [(30 + dy, 30 + dx) for dy in (0, spacing) for dx in (0, spacing)]
-    mask = np.zeros(shape, bool)
-    for c in centres:
-        mask |= disk(shape, c, radius)
-    return mask, centres
+    return _disks(shape, centres, radius), centres
 
 
 @pytest.mark.parametrize("make", [lambda: ring_of_nuclei(), lambda: ring_of_nuclei(n=5, spread=15)]
