@@ -9,8 +9,11 @@ splits with each `fill_holes` mode, the other `instances.*` params as in params.
 DSB score, F1 at IoU 0.5, count error, native Dice, and the seconds the post-processing took. Per
 method: the holes the masks have (validation split) and whether the truth calls each one nucleus
 (more than half its pixels in a true nucleus) or background, with how many pieces of the
-un-filled, split mask surround it. Prints and writes plots/studies/fill_holes.json. The
-choice is made on the validation scores; the test scores are reported, not used.
+un-filled, split mask surround it. And, on a synthetic nucleus (a disk of radius 12), how often
+`nucleus` splits it around a hole of its own: per hole radius, the fraction of the hole's positions
+(every whole-pixel centre leaving a rim of at least 2 pixels) where it finds more than one nucleus.
+Prints and writes plots/studies/fill_holes.json. The choice is made on the validation scores; the
+test scores are reported, not used.
 """
 from __future__ import annotations
 
@@ -52,6 +55,28 @@ def hole_census(masks, truths, instance_params):
                               "inside_one_piece": int((nucleus & (around == 1)).sum())},
             "truth_background": {"holes": int((~nucleus).sum()), "pixels": int(area[~nucleus].sum()),
                                  "inside_one_piece": int((~nucleus & (around == 1)).sum())}}
+
+
+def own_hole_splits(instance_params, radius=12, hole_radii=range(1, 9), rim=2):
+    """Per hole radius: positions tried, and the fraction where `nucleus` splits the disk."""
+    from nucseg.instances import instances
+
+    size = 2 * radius + 9
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    nucleus = yy**2 + xx**2 <= radius**2
+    params = {**instance_params, "fill_holes": "nucleus"}
+    rows = {}
+    for r in hole_radii:
+        tried = split = 0
+        for dy in range(-radius, radius + 1):
+            for dx in range(-radius, radius + 1):
+                if np.hypot(dy, dx) + r > radius - rim:
+                    continue
+                hole = (yy - dy) ** 2 + (xx - dx) ** 2 <= r**2
+                tried += 1
+                split += int(instances(nucleus & ~hole, **params).max() > 1)
+        rows[str(r)] = {"positions": tried, "split": split, "fraction": round(split / tried, 3)}
+    return {"nucleus_radius": radius, "rim": rim, "by_hole_radius": rows}
 
 
 def main():
@@ -97,6 +122,10 @@ def main():
             if split == "val":
                 scored["holes"] = hole_census(method_masks, truths, instance_params)
                 print(f"val {method} holes: {json.dumps(scored['holes'])}", flush=True)
+    results["own_hole_splits"] = own_hole_splits(instance_params)
+    print("nucleus splits a disk of radius 12 around its own hole, by hole radius: " + ", ".join(
+        f"{r}: {v['fraction']:.0%} of {v['positions']}"
+        for r, v in results["own_hole_splits"]["by_hole_radius"].items()))
     out = ROOT / "plots/studies/fill_holes.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"-> {out.relative_to(ROOT)}")
