@@ -13,8 +13,8 @@ from .params import FILL_HOLES
 DEFAULT_SETTINGS = {"tile": 256, "normalization": "percentile"}
 MODEL_SUFFIXES = (".tflite", ".keras")
 PREDICT_EXIT = ("exit status: 0 every image segmented; 1 bad input or no image segmented; 2 some images "
-                "failed (summary.csv's error column says why); 130 interrupted (summary.csv lists the "
-                "images finished).")
+                "failed (summary.csv's error column says why); 130 interrupted (nothing written: "
+                "the output folder is as it was).")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +38,8 @@ def _segmenter_args(parser):
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input (--tile 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
-    parser.add_argument("--tta", action="store_true", help="average over the four flips (4x slower)")
+    parser.add_argument("--tta", action="store_true",
+                        help="average over the four flips (four model passes: 1.4 to 2x slower per image)")
     parser.add_argument("--min-size", type=int, default=30, help="smallest nucleus kept, pixels (default: %(default)s)")
     holes = parser.add_mutually_exclusive_group()
     holes.add_argument("--fill-holes", choices=FILL_HOLES, default="all",
@@ -58,6 +59,8 @@ def _unet(args):
     file is refused first)."""
     from .modelinfo import settings_of
 
+    if args.resize and args.tile is not None:
+        raise NucsegError(f"--resize and --tile {args.tile}: give one (--resize is --tile 0)")
     settings, where = settings_of(args.model)
     known, source = settings is not None, f"from {where}" if where else "the default"
     settings = settings or dict(DEFAULT_SETTINGS)
@@ -141,28 +144,61 @@ def _load_model(path):
 
 
 def cmd_predict(args):
-    from .predict import discover, predict_images
+    from .predict import IMAGE_SUFFIXES, discover, predict_images
 
     _check_numbers(args)
-    _check_writable(args.out, "--out", folder=True)
+    out = Path(args.out)
+    _check_writable(out, "--out", folder=True)
+    for sub in (out / "masks", out / "labels"):   # a run that cannot finish would write nothing at its end
+        if sub.exists() and not sub.is_dir() or sub.is_dir() and not os.access(sub, os.W_OK | os.X_OK):
+            what = "a file" if not sub.is_dir() else "a folder you cannot write to"
+            raise NucsegError(f"{sub}: {what}, where nucseg writes its {sub.name}; fix that or give --out "
+                              "another folder")
     if args.rle:
         _check_writable(args.rle, "--rle", folder=False)
-    # what an earlier run wrote there is not input (masks/ folders are skipped anyway)
-    inputs = discover(args.inputs, exclude=[Path(args.out) / "labels", Path(args.out) / "masks"])
+    # what an earlier run wrote there is not input (any other run's masks/ and labels/ are left out too)
+    notes = []
+    inputs = discover(args.inputs, exclude=[out / "labels", out / "masks"], notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if not inputs:
-        raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(('.png', '.tif', '.jpg'))} ...)")
+        raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    if args.rle:
+        _check_rle(Path(args.rle), out, inputs)
+    if args.method == "otsu":
+        _note_ignored(args)
     model, settings = _unet(args) if args.method == "unet" else (None, None)
     try:
-        summary = predict_images(inputs, _segmenter(args, args.method, model, settings), args.out,
-                                 rle_csv=args.rle)
+        summary = predict_images(inputs, _segmenter(args, args.method, model, settings), out, rle_csv=args.rle)
     except KeyboardInterrupt:
-        print(f"interrupted; {Path(args.out) / 'summary.csv'} lists the images finished", file=sys.stderr)
+        print(f"interrupted; nothing written, {out} is as it was", file=sys.stderr)
         return 130
     failed = summary["error"].fillna("").astype(bool).sum()
     done = len(summary) - failed
     print(f"{done} of {len(summary)} images segmented, {failed} failed; "
-          f"{int(summary['nuclei'].fillna(0).sum())} nuclei; results in {args.out}/ (summary.csv)")
+          f"{int(summary['nuclei'].fillna(0).sum())} nuclei; results in {out / 'summary.csv'}")
     return 0 if not failed else 1 if not done else 2
+
+
+def _check_rle(rle, out, inputs):
+    """Refuse an --rle path that would overwrite an input image or this run's summary."""
+    from .predict import IMAGE_SUFFIXES
+
+    target = rle.resolve()
+    if target == (out / "summary.csv").resolve() or rle.suffix.lower() in IMAGE_SUFFIXES + (".zip",) or \
+            any(Path(item.name).resolve() == target for item in inputs):
+        raise NucsegError(f"--rle {rle}: would overwrite an input or this run's summary.csv; give it a new "
+                          "file name, e.g. submission.csv")
+
+
+def _note_ignored(args):
+    """Otsu has no model: say which of the U-Net's options were given for nothing."""
+    given = [name for name, unset in (("--model", args.model == "models/unet.tflite"),
+                                      ("--threshold", args.threshold == 0.5), ("--tile", args.tile is None),
+                                      ("--resize", not args.resize), ("--overlap", args.overlap == 64),
+                                      ("--batch-size", args.batch_size == 8), ("--tta", not args.tta)) if not unset]
+    if given:
+        print(f"note: --method otsu ignores {', '.join(given)} (the U-Net's options)", file=sys.stderr)
 
 
 def cmd_evaluate(args):

@@ -191,6 +191,8 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
     """
     if not data:
         raise NucsegError(f"{name}: empty file; {fix}")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24:26] in (b"\x10\x02", b"\x10\x04", b"\x10\x06"):
+        return _decode_png16_colour(data, name, fix)
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.mode in ("CMYK", "LAB", "HSV", "YCbCr"):   # 4 or 3 channels that are not RGB(A)
@@ -207,6 +209,19 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
     except Image.UnidentifiedImageError:   # (Pillow's message names a BytesIO object, not the file)
         raise NucsegError(f"{name}: not a readable image (an unknown format, or damaged); {fix}") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        raise NucsegError(f"{name}: not a readable image ({exc}); {fix}") from None
+    if array.size == 0:
+        raise NucsegError(f"{name}: image has no pixels; {fix}")
+    return array
+
+
+def _decode_png16_colour(data, name, fix):
+    """A 16-bit RGB, RGBA or gray + alpha PNG, all 16 bits kept (Pillow keeps only the high byte)."""
+    import imagecodecs
+
+    try:
+        array = imagecodecs.png_decode(data)
+    except Exception as exc:   # imagecodecs raises its own PngError, ValueError ...
         raise NucsegError(f"{name}: not a readable image ({exc}); {fix}") from None
     if array.size == 0:
         raise NucsegError(f"{name}: image has no pixels; {fix}")

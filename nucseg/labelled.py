@@ -1,6 +1,8 @@
 """Scoring on any labelled set at native resolution: Kaggle-layout masks or an RLE solution CSV."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 
@@ -62,9 +64,14 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
         if missing:
             raise NucsegError(f"{solution_name}: lacks column(s) {', '.join(sorted(missing))}; expected "
                               "ImageId, EncodedPixels[, Height, Width]")
-        ids = [i for i in ids if i in set(solution["ImageId"])]
+        named = set(solution["ImageId"])
+        left_out = [i for i in ids if i not in named]
+        ids = [i for i in ids if i in named]
         if not ids:
             raise NucsegError(f"no image of {data} is named in the solution CSV's ImageId column")
+        if left_out:
+            print(f"note: {len(left_out)} of the {len(ids) + len(left_out)} images have no row in {solution_name} "
+                  f"and are not scored (e.g. {left_out[0]})", file=sys.stderr)
     truths, preds = [], {name: [] for name in segmenters}
     for image_id in tqdm(ids, desc="evaluate", unit="img", disable=not progress):
         raw = source.read_image(image_id)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .data import native_gray, resize
 from .instances import instances
-from .io import USER_FIX, NucsegError, RawSource, atomic_path, decode_png, save_csv
+from .io import USER_FIX, NucsegError, RawSource, all_or_nothing, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
 from .rle import labels_to_rles
 from .windows import crop_windows, windows
@@ -73,52 +73,105 @@ def _read_tiff(path):
     return array
 
 
-def discover(paths, exclude=()):
+def discover(paths, exclude=(), notes=None):
     """The images named by `paths`, each an image file, a folder or a Kaggle-layout zip.
 
-    A folder in the Kaggle layout (``<id>/images/<id>.png``), or holding such folders one level
-    down (``stage1_test/<id>/images/<id>.png``), gives one image per id; any other folder gives
-    every image file under it (ids: the path below the folder, '/' as '__') except those in a
-    ``masks/`` folder, which hold nucleus masks, not images, and those under the folders in
-    `exclude` (an earlier run's ``labels/`` when the output folder lies in an input folder).
+    A folder gives every image file under it, ids from the path below the folder ('/' as '__'),
+    except an image stored in the Kaggle layout (``<id>/images/<id>.png``, or the one PNG of an
+    ``images/`` folder with a ``masks/`` folder beside it), whose id is ``<id>``. Left out: files
+    in a ``masks/`` folder (nucleus masks, not images), hidden files and folders, what lies under
+    the folders in `exclude`, and the ``masks/`` and ``labels/`` of an earlier nucseg run (a folder
+    holding its ``summary.csv``), each of those runs appended to `notes` (a list) if given. A file
+    named twice is taken once.
     """
     exclude = [Path(e).resolve() for e in exclude]
-    found = []
+    found, seen = [], set()
     for path in map(Path, paths):
         if path.is_file() and path.suffix.lower() == ".zip":
-            found += _from_source(RawSource(path, require_masks=False, user_data=True))
+            items = _from_zip(path)
         elif path.is_file():
-            found.append(InputImage(path.stem, str(path), lambda p=path: read_any_image(p)))
+            items = [InputImage(_file_id(path.name), str(path), lambda p=path: read_any_image(p))]
         elif path.is_dir():
-            found += _from_folder(path, exclude)
+            items = _from_folder(path, exclude, notes)
         else:
             raise NucsegError(f"{path}: no such file or folder (give image files, folders or a .zip)")
+        for item in items:
+            key = item.name if path.suffix.lower() == ".zip" else str(Path(item.name).resolve())
+            if key not in seen:
+                seen.add(key)
+                found.append(item)
     ids = [f.id for f in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        first, second = [f.name for f in found if f.id == duplicates[0]][:2]
-        raise NucsegError(f"{first} and {second} share the id '{duplicates[0]}' (their outputs would have one "
-                          "name); rename one or give them in separate runs")
+        clashes = "; ".join(" and ".join(f.name for f in found if f.id == d) + f" ('{d}')" for d in duplicates[:5])
+        more = f" and {len(duplicates) - 5} more" if len(duplicates) > 5 else ""
+        raise NucsegError(f"files share an id (their outputs would have one name): {clashes}{more}; rename them "
+                          "or give them in separate runs")
     return found
 
 
-def _is_kaggle(folder):
-    return any(folder.glob("*/images/*.png"))
+def _file_id(name):
+    """An image's id from its file name: the name without its suffix (and an OME-TIFF's .ome)."""
+    stem = Path(name).stem
+    return stem[:-4] if stem.lower().endswith(".ome") else stem
 
 
-def _from_folder(path, exclude=()):
-    """The images of a folder: Kaggle-layout ones through `RawSource`, the rest file by file,
-    leaving out what lies under the folders in `exclude` (resolved paths)."""
-    if _is_kaggle(path):
-        return _from_source(RawSource(path, require_masks=False, user_data=True))
-    roots = [d for d in sorted(path.iterdir()) if d.is_dir() and _is_kaggle(d)]   # e.g. stage1_test/
-    found = [item for root in roots for item in _from_source(RawSource(root, require_masks=False, user_data=True))]
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                   and "masks" not in p.relative_to(path).parts[:-1]
-                   and not any(root in p.parents for root in roots)
-                   and not any(e in p.resolve().parents for e in exclude))
-    return found + [InputImage(str(p.relative_to(path).with_suffix("")).replace("/", "__"), str(p),
-                               lambda p=p: read_any_image(p)) for p in files]
+SUMMARY_HEADER = "id,source,width,height,nuclei"
+
+
+def _earlier_runs(folder):
+    """The folders under `folder` holding an earlier nucseg run: its summary.csv beside masks/ or labels/."""
+    runs = []
+    for summary in folder.rglob("summary.csv"):
+        if (summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir():
+            try:
+                with open(summary) as f:
+                    if f.readline().startswith(SUMMARY_HEADER):
+                        runs.append(summary.parent)
+            except (OSError, UnicodeDecodeError):
+                pass
+    return runs
+
+
+def _kaggle_id(path):
+    """``<id>`` for ``<id>/images/<id>.png``, or for the one PNG of ``images/`` beside ``masks/``; else None."""
+    images = path.parent
+    if images.name != "images" or path.suffix.lower() != ".png":
+        return None
+    if path.stem == images.parent.name:
+        return path.stem
+    if (images.parent / "masks").is_dir() and sum(p.suffix.lower() == ".png" for p in images.iterdir()) == 1:
+        return images.parent.name
+    return None
+
+
+def _from_folder(path, exclude=(), notes=None):
+    """The images of a folder, file by file (see `discover`)."""
+    runs = _earlier_runs(path)
+    if notes is not None:
+        notes += [f"left out {run}'s masks/ and labels/: an earlier nucseg run's outputs" for run in runs
+                  if run.resolve() not in {e.parent for e in exclude}]
+    skip = exclude + [d.resolve() for run in runs for d in (run / "masks", run / "labels")]
+    found = []
+    for p in sorted(path.rglob("*")):
+        inside = p.relative_to(path).parts
+        if (p.suffix.lower() not in IMAGE_SUFFIXES or "masks" in inside[:-1] or not p.is_file()
+                or any(part.startswith(".") or part == "__MACOSX" for part in inside)
+                or any(e in p.resolve().parents for e in skip)):
+            continue
+        image_id = _kaggle_id(p) or "__".join(inside[:-1] + (_file_id(p.name),))
+        found.append(InputImage(image_id, str(p), lambda p=p: read_any_image(p)))
+    return found
+
+
+def _from_zip(path):
+    try:
+        source = RawSource(path, require_masks=False, user_data=True)
+    except NucsegError as exc:
+        if "no <id>/images/<id>.png found" not in str(exc):
+            raise
+        raise NucsegError(f"{exc}; a zip of other images: unzip it and give the folder") from None
+    return _from_source(source)
 
 
 def _from_source(source):
@@ -238,25 +291,21 @@ class Segmenter:
         return instances(mask, **(self.instance_params or {}))
 
 
-def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, checkpoint_seconds=30):
+def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
     """Segment every input and write, per image, ``masks/<id>.png`` (0/255) and
     ``labels/<id>.tif`` (16-bit instance labels), plus ``summary.csv`` over all images.
 
-    A file that cannot be read or segmented is reported by name and skipped; its summary row says
-    why, and an earlier run's mask and labels of that id are removed. ``summary.csv`` is written (empty) at the start, then every `checkpoint_seconds` and when
-    the run stops (Ctrl-C included): it lists the images whose masks are written, at most
-    `checkpoint_seconds` behind after a run killed outright, and never an earlier run's. The RLE
-    CSV is written once all images are done. Returns the summary table.
+    All or nothing: the files land together when the run ends (`nucseg.io.all_or_nothing`), so a
+    run that is interrupted (Ctrl-C) or stops on an error leaves `out_dir` as it was. A file that
+    cannot be read or segmented is reported by name and skipped: its summary row says why, and an
+    earlier run's mask and labels of it are kept (the row says so). ``summary.csv`` lists this
+    run's images only; the RLE CSV is written with the rest. Returns the summary table.
     """
     import tifffile
 
     out_dir = Path(out_dir)
-    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
-    (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     rows, rles = [], []
-    _summary(rows, out_dir)   # no earlier run's table beside this run's masks
-    last_saved = time.monotonic()
-    try:
+    with all_or_nothing():
         for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):
             start = time.perf_counter()
             try:
@@ -267,9 +316,11 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, chec
                 error = ("not enough memory for this image; use a smaller --batch-size, or crop the image"
                          if isinstance(exc, MemoryError) else str(exc))
                 tqdm.write(f"skipped: {error if item.name in error else f'{item.name}: {error}'}")
+                kept = [f"{kind}/{item.id}{suffix}" for kind, suffix in (("masks", ".png"), ("labels", ".tif"))
+                        if (out_dir / kind / f"{item.id}{suffix}").exists()]
+                if kept:
+                    error += f" (kept an earlier run's {' and '.join(kept)})"
                 rows.append({"id": item.id, "source": item.name, "error": error})
-                for stale in (out_dir / "masks" / f"{item.id}.png", out_dir / "labels" / f"{item.id}.tif"):
-                    stale.unlink(missing_ok=True)   # an earlier run's, beside a row saying this one failed
                 continue
             with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
                 Image.fromarray(mask * 255).save(tmp, format="PNG")
@@ -284,13 +335,9 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True, chec
             })
             if rle_csv:
                 rles += [(item.id, r) for r in labels_to_rles(labels)] or [(item.id, "")]
-            if time.monotonic() - last_saved > checkpoint_seconds:   # survives even a kill -9
-                _summary(rows, out_dir)
-                last_saved = time.monotonic()
-    finally:
         summary = _summary(rows, out_dir)
-    if rle_csv:
-        save_csv(rle_csv, pd.DataFrame(rles, columns=["ImageId", "EncodedPixels"]))
+        if rle_csv:
+            save_csv(rle_csv, pd.DataFrame(rles, columns=["ImageId", "EncodedPixels"]))
     return summary
 
 

@@ -79,7 +79,14 @@ def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, c
                  "--out", str(tmp_path / "s.json")]) == 0
     with_csv = json.loads((tmp_path / "s.json").read_text())
     assert with_csv["otsu"] == with_masks["otsu"]   # the same truth, whichever way it comes
-    assert "otsu" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "otsu" in captured.out and "have no row" not in captured.err
+    first = sorted(samples)[0]                      # a solution lacking one image: scored without it, and said
+    partial = pd.read_csv(tmp_path / "sol.csv").query("ImageId != @first")
+    partial.to_csv(tmp_path / "partial.csv", index=False)
+    assert main(["evaluate", str(images_only), "--solution", str(tmp_path / "partial.csv"), "--method", "otsu"]) == 0
+    assert (f"note: 1 of the {len(samples)} images have no row in {tmp_path / 'partial.csv'} and are not scored "
+            f"(e.g. {first})") in capsys.readouterr().err
 
     # nucseg compare reads the per-image files as written: native scores, Otsu against itself
     assert main(["compare", str(tmp_path / "m.per_image.csv"), str(tmp_path / "s.per_image.csv"), "--method", "otsu",
@@ -222,9 +229,12 @@ def test_predict_exit_status_says_whether_some_or_all_images_failed(tmp_path, fo
     assert "2 some images failed" in " ".join(capsys.readouterr().out.split())
 
 
-def test_predict_interrupted_keeps_the_summary_and_exits_130(tmp_path, folder, capsys, monkeypatch):
+def test_predict_interrupted_writes_nothing_and_exits_130(tmp_path, folder, capsys, monkeypatch):
     from nucseg.predict import Segmenter
 
+    out = tmp_path / "o"
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     real, calls = Segmenter.labels, []
 
     def labels_then_ctrl_c(self, mask):
@@ -234,9 +244,9 @@ def test_predict_interrupted_keeps_the_summary_and_exits_130(tmp_path, folder, c
         return real(self, mask)
 
     monkeypatch.setattr(Segmenter, "labels", labels_then_ctrl_c)
-    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 130
-    assert "interrupted; " in capsys.readouterr().err
-    assert len(pd.read_csv(tmp_path / "o" / "summary.csv")) == 1
+    assert main(["predict", str(folder), "--method", "otsu", "--min-size", "400", "--out", str(out)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"interrupted; nothing written, {out} is as it was"
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_model_files_that_are_not_nucseg_models_give_one_line(tmp_path, folder, capsys):
@@ -248,11 +258,41 @@ def test_model_files_that_are_not_nucseg_models_give_one_line(tmp_path, folder, 
         assert f"{tmp_path / model}: not a nucseg model" in err and ".tflite" in err
 
 
-def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys):
+def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys, monkeypatch):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "masks").write_text("a file where the masks folder goes")
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
-    assert _one_error_line(capsys) == f"error: {tmp_path / 'o' / 'masks'}: File exists"
+    assert _one_error_line(capsys) == (f"error: {tmp_path / 'o' / 'masks'}: a file, where nucseg writes its masks; "
+                                       "fix that or give --out another folder")
+    import tifffile
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+    monkeypatch.setattr(tifffile, "imwrite", disk_full)
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "p")]) == 1
+    err = _one_error_line(capsys)
+    assert err.startswith(f"error: {tmp_path / 'p' / 'labels'}/.") and err.endswith(": No space left on device")
+    assert not [p for p in (tmp_path / "p").rglob("*") if p.is_file()]   # no temporary file left
+
+
+def test_rle_that_would_overwrite_an_input_or_the_summary_is_refused(tmp_path, folder, capsys):
+    image = sorted(folder.glob("*.png"))[0]
+    before = image.read_bytes()
+    for rle in (image, tmp_path / "o" / "summary.csv", tmp_path / "sub.png"):
+        assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o"), "--rle", str(rle)]) == 1
+        assert _one_error_line(capsys) == (f"error: --rle {rle}: would overwrite an input or this run's summary.csv; "
+                                           "give it a new file name, e.g. submission.csv")
+    assert image.read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_options_otsu_does_not_use_are_named(tmp_path, folder, capsys):
+    out = ["--out", str(tmp_path / "o")]
+    assert main(["predict", str(folder), "--method", "otsu", "--threshold", "0.3", "--tta", *out]) == 0
+    assert "note: --method otsu ignores --threshold, --tta (the U-Net's options)" in capsys.readouterr().err
+    assert main(["predict", str(folder), "--method", "otsu", *out]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main(["predict", str(folder), "--resize", "--tile", "128", *out]) == 1
+    assert _one_error_line(capsys) == "error: --resize and --tile 128: give one (--resize is --tile 0)"
 
 
 def test_evaluate_bad_solution_csv_names_the_csv_and_the_image(tmp_path, samples, capsys):

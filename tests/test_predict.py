@@ -77,8 +77,10 @@ def test_discover_files_folders_and_kaggle(tmp_path, samples, kaggle_zip):
     kaggle = write_kaggle_dir(tmp_path / "k", samples)
     assert [f.id for f in discover([kaggle])] == sorted(samples)
     assert [f.id for f in discover([plain / "a.png"])] == ["a"]
-    with pytest.raises(NucsegError, match=f"^{plain / 'a.png'} and {plain / 'a.png'} share the id 'a'"):
-        discover([plain / "a.png", plain / "a.png"])
+    assert [f.id for f in discover([plain / "a.png", plain, plain / "sub" / ".." / "a.png"])] == ["a", "sub__b"]
+    tifffile.imwrite(plain / "a.tif", samples[sorted(samples)[3]][0])
+    with pytest.raises(NucsegError, match=f"^files share an id .*: {plain / 'a.png'} and {plain / 'a.tif'} \\('a'\\)"):
+        discover([plain])
     with pytest.raises(NucsegError, match="no such file"):
         discover([tmp_path / "missing"])
 
@@ -166,10 +168,44 @@ def test_discover_kaggle_layout_one_level_down_and_skips_masks_in_plain_folders(
     write_kaggle_dir(data / "stage1_test", samples)
     (data / "overview.png").write_bytes(png_bytes(samples[sorted(samples)[0]][0]))
     found = discover([data])
-    assert [f.id for f in found] == sorted(samples) + ["overview"]   # no mask segmented as an image
-    assert found[0].name.endswith(f"stage1_test/{found[0].id}/images/{found[0].id}.png")
-    one_id = data / "stage1_test" / sorted(samples)[0]          # a plain folder: images/ and masks/
-    assert [f.id for f in discover([one_id])] == [f"images__{one_id.name}"]
+    assert sorted(f.id for f in found) == sorted(samples) + ["overview"]   # no mask segmented as an image
+    kaggle = [f for f in found if f.id != "overview"][0]
+    assert kaggle.name == str(data / "stage1_test" / kaggle.id / "images" / f"{kaggle.id}.png")
+    one_id = data / "stage1_test" / sorted(samples)[0]          # one <id> folder: images/ and masks/
+    assert [f.id for f in discover([one_id])] == [one_id.name]
+
+
+def test_discover_plain_folders_named_images_and_mixed_layouts(tmp_path, samples):
+    """A folder called images/ is common outside the Kaggle layout: its files are all taken (not
+    refused as a Kaggle folder with two PNGs), and so are the files beside a Kaggle-layout one."""
+    first, second, third = (png_bytes(samples[i][0]) for i in sorted(samples)[:3])
+    nest = tmp_path / "nest"
+    for name, data in (("plate1/images/w1.png", first), ("plate1/images/w2.png", second),
+                       ("plate2/images/w1.png", third), ("loose.png", first),
+                       ("k7/images/k7.png", second), ("k7/masks/m0.png", second),        # Kaggle: <id>/images/<id>.png
+                       ("k8/images/x.png", third), ("k8/masks/m0.png", third),          # its one PNG beside masks/
+                       (".hidden/h.png", first), ("__MACOSX/._loose.png", first)):
+        (nest / name).parent.mkdir(parents=True, exist_ok=True)
+        (nest / name).write_bytes(data)
+    tifffile.imwrite(nest / "tiffs" / "t.ome.tif", samples[sorted(samples)[3]][0]) if (nest / "tiffs").mkdir() is None else None
+    found = {f.id: f.name for f in discover([nest])}
+    assert sorted(found) == ["k7", "k8", "loose", "plate1__images__w1", "plate1__images__w2",
+                             "plate2__images__w1", "tiffs__t"]
+    assert found["k8"] == str(nest / "k8" / "images" / "x.png")
+
+
+def test_an_earlier_runs_outputs_elsewhere_in_the_inputs_are_left_out(tmp_path, samples):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    for image_id in sorted(samples)[:2]:
+        (proj / f"{image_id}.png").write_bytes(png_bytes(samples[image_id][0]))
+    predict_images(discover([proj]), Segmenter("otsu"), proj / "run1", progress=False)
+    notes = []
+    found = discover([proj], exclude=[proj / "run2" / "labels", proj / "run2" / "masks"], notes=notes)
+    assert [f.id for f in found] == sorted(samples)[:2]
+    assert notes == [f"left out {proj / 'run1'}'s masks/ and labels/: an earlier nucseg run's outputs"]
+    (proj / "run1" / "summary.csv").write_text("sample,count\n")   # someone else's summary.csv
+    assert len(discover([proj])) == 2 + 2                            # the label TIFFs are read then
 
 
 def test_windows_that_leave_gaps_raise_instead_of_nan(threshold_model):
@@ -186,41 +222,36 @@ def test_windows_that_leave_gaps_raise_instead_of_nan(threshold_model):
     Segmenter("otsu", tile=-5, overlap=-1, threshold=7)   # Otsu uses none of these
 
 
-def test_summary_is_written_when_the_run_is_interrupted(tmp_path, samples):
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stop", ["ctrl_c", "disk_full"])
+def test_a_run_that_stops_leaves_the_earlier_results_as_they_were(tmp_path, samples, monkeypatch, stop):
+    """Ctrl-C on the third image of a rerun with other settings, or its third label file failing
+    to write: nothing of it lands, so the earlier masks, labels, summary.csv and RLE CSV stay."""
     out = tmp_path / "out"
-    out.mkdir()
-    pd.DataFrame({"id": ["from_an_earlier_run"]}).to_csv(out / "summary.csv", index=False)
-    items = discover([write_kaggle_dir(tmp_path / "k", samples)])[:3]
-    checkpointed = []
+    items = discover([write_kaggle_dir(tmp_path / "k", samples)])[:4]
+    predict_images(items, Segmenter("otsu", instance_params={"min_size": 1}), out, rle_csv=tmp_path / "r.csv",
+                   progress=False)
+    before = _snapshot(tmp_path)
+    if stop == "ctrl_c":
+        def ctrl_c():
+            raise KeyboardInterrupt
+        items[2].load = ctrl_c
+    else:
+        real, calls = tifffile.imwrite, []
 
-    def interrupted():   # Ctrl-C while the third image loads
-        checkpointed.extend(pd.read_csv(out / "summary.csv")["id"])
-        raise KeyboardInterrupt
-
-    items[2].load = interrupted
-    with pytest.raises(KeyboardInterrupt):
-        predict_images(items, Segmenter("otsu"), out, rle_csv=tmp_path / "r.csv", progress=False,
-                       checkpoint_seconds=0)
-    assert checkpointed == [items[0].id, items[1].id]   # rewritten during the run, not only at its end
-    summary = pd.read_csv(out / "summary.csv")
-    assert summary["id"].tolist() == [items[0].id, items[1].id]
-    assert all((out / "masks" / f"{i}.png").exists() for i in summary["id"])
-    assert not (tmp_path / "r.csv").exists()   # a half submission is never written
-
-
-def test_an_earlier_runs_summary_is_replaced_before_the_first_image(tmp_path, samples):
-    """A run killed outright before its first checkpoint must not leave the previous run's table
-    beside its own masks: summary.csv is emptied as the run starts."""
-    out = tmp_path / "out"
-    out.mkdir()
-    pd.DataFrame({"id": ["from_an_earlier_run"]}).to_csv(out / "summary.csv", index=False)
-    items = discover([write_kaggle_dir(tmp_path / "k", samples)])[:1]
-    seen = []
-    load = items[0].load
-    items[0].load = lambda: seen.append(pd.read_csv(out / "summary.csv")) or load()
-    predict_images(items, Segmenter("otsu"), out, progress=False, checkpoint_seconds=3600)
-    assert seen[0].empty and "nuclei" in seen[0].columns
-    assert pd.read_csv(out / "summary.csv")["id"].tolist() == [items[0].id]
+        def imwrite(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+            return real(*args, **kwargs)
+        monkeypatch.setattr(tifffile, "imwrite", imwrite)
+    with pytest.raises(KeyboardInterrupt if stop == "ctrl_c" else OSError):
+        predict_images(items, Segmenter("otsu", instance_params={"min_size": 500}), out, rle_csv=tmp_path / "r.csv",
+                       progress=False)
+    assert _snapshot(tmp_path) == before          # no file changed, none left behind (temporary ones included)
 
 
 def _twins(tmp_path):
@@ -265,12 +296,13 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path, sam
         summary = predict_images(discover([folder], exclude=[out / "labels"]), Segmenter("otsu"), out,
                                  progress=False)
         assert sorted(summary["id"]) == sorted(samples)[:2]
-    assert len(discover([folder])) == 2 + 2   # without exclude: its label TIFFs too (masks/ is always skipped)
+    notes = []   # without exclude, its summary.csv marks it as a run
+    assert len(discover([folder], notes=notes)) == 2 and notes[0].startswith(f"left out {out}'s masks/")
 
 
-def test_an_image_that_fails_now_loses_its_earlier_runs_outputs(tmp_path, samples):
-    """summary.csv lists only this run; a mask left from an earlier run of an image that fails now
-    would sit beside a row saying it failed."""
+def test_an_image_that_fails_now_keeps_its_earlier_runs_outputs(tmp_path, samples):
+    """Nothing is lost to a file that became unreadable (a half-synced copy, say): its earlier mask
+    and labels stay, and its row says they are an earlier run's."""
     folder = tmp_path / "in"
     folder.mkdir()
     first, second = sorted(samples)[:2]
@@ -278,9 +310,38 @@ def test_an_image_that_fails_now_loses_its_earlier_runs_outputs(tmp_path, sample
         (folder / f"{image_id}.png").write_bytes(png_bytes(samples[image_id][0]))
     out = tmp_path / "out"
     predict_images(discover([folder]), Segmenter("otsu"), out, progress=False)
+    earlier = _snapshot(out / "labels")
     (folder / f"{second}.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken since")
     summary = predict_images(discover([folder]), Segmenter("otsu"), out, progress=False).set_index("id")
-    assert summary.loc[second, "error"] and not summary.loc[first, "error"]
-    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{first}.png"]
-    assert sorted(p.name for p in (out / "labels").iterdir()) == [f"{first}.tif"]
+    assert not summary.loc[first, "error"]
+    assert summary.loc[second, "error"].endswith(f"(kept an earlier run's masks/{second}.png and labels/{second}.tif)")
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{first}.png", f"{second}.png"]
+    assert _snapshot(out / "labels") == earlier
 
+
+def test_16_bit_colour_pngs_and_compressed_tiffs_keep_every_bit(tmp_path):
+    """Pillow keeps the high byte of a 16-bit RGB PNG: dim 12-bit data came out as 6 gray levels.
+    LZW, ZSTD and JPEG TIFFs (Fiji, ZEN, QuPath) need imagecodecs, a dependency."""
+    import imagecodecs
+
+    image, nuclei = _raw16(seed=8)
+    dim = (image // 3 + 100).astype(np.uint16)                        # about 100 to 1465: a dim 12-bit camera
+    rgb48, rgba64 = np.stack([dim] * 3, -1), np.stack([dim] * 3 + [np.full_like(dim, 65535)], -1)
+    (tmp_path / "rgb48.png").write_bytes(imagecodecs.png_encode(rgb48))
+    (tmp_path / "rgba64.png").write_bytes(imagecodecs.png_encode(rgba64))
+    tifffile.imwrite(tmp_path / "plain.tif", dim)
+    tifffile.imwrite(tmp_path / "lzw.tif", dim, compression="lzw")
+    tifffile.imwrite(tmp_path / "zstd.tif", dim, compression="zstd")
+    loaded = {f.id: f.load() for f in discover([tmp_path])}
+    np.testing.assert_array_equal(loaded["rgb48"], rgb48)
+    np.testing.assert_array_equal(loaded["rgba64"], rgba64)
+    for name in ("lzw", "zstd"):
+        np.testing.assert_array_equal(loaded[name], dim)
+    segmenter = Segmenter("otsu")
+    masks = {k: segmenter.mask(v) for k, v in loaded.items()}
+    assert segmenter.labels(masks["plain"]).max() == len(nuclei)
+    for name in ("rgb48", "rgba64", "lzw", "zstd"):
+        np.testing.assert_array_equal(masks[name], masks["plain"])
+    (tmp_path / "bad16.png").write_bytes(imagecodecs.png_encode(rgb48)[:60])
+    with pytest.raises(NucsegError, match=f"^{tmp_path / 'bad16.png'}: not a readable image .*save it again"):
+        discover([tmp_path / "bad16.png"])[0].load()
