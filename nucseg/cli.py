@@ -140,6 +140,8 @@ def _load_model(path):
         raise
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if reason.startswith("File not found"):   # Keras's words for any file that is not a whole zip
+            reason = "not a whole .keras zip: damaged or cut short? copy it again"
         raise _not_model(path, f" ({reason})") from None
 
 
@@ -257,6 +259,8 @@ def cmd_study(args):
 
 
 def main(argv=None):
+    # TensorFlow's start-up lines (CPU features, absl) before any output or error: errors still show
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _Parser(prog="nucseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

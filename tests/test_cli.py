@@ -249,13 +249,16 @@ def test_predict_interrupted_writes_nothing_and_exits_130(tmp_path, folder, caps
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_model_files_that_are_not_nucseg_models_give_one_line(tmp_path, folder, capsys):
+def test_model_files_that_are_not_nucseg_models_give_one_line(tmp_path, folder, model_file, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"tile": 256}))
     (tmp_path / "garbage.keras").write_bytes(b"not a zip")
-    for model in ("config.json", "garbage.keras"):
+    (tmp_path / "cut.keras").write_bytes(model_file.read_bytes()[:-2000])   # a copy cut short
+    for model in ("config.json", "garbage.keras", "cut.keras"):
         assert main(["predict", str(folder), "--model", str(tmp_path / model), "--out", str(tmp_path / "o")]) == 1
         err = _one_error_line(capsys)
         assert f"{tmp_path / model}: not a nucseg model" in err and ".tflite" in err
+        assert "File not found" not in err   # Keras's words for a file that is there
+    assert "damaged or cut short? copy it again" in err
 
 
 def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys, monkeypatch):
