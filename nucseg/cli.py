@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -156,6 +158,9 @@ def cmd_predict(args):
             what = "a file" if not sub.is_dir() else "a folder you cannot write to"
             raise NucsegError(f"{sub}: {what}, where nucseg writes its {sub.name}; fix that or give --out "
                               "another folder")
+    if (out / "summary.csv").is_dir():
+        raise NucsegError(f"{out / 'summary.csv'}: a folder, where nucseg writes its summary; fix that or give "
+                          "--out another folder")
     if args.rle:
         _check_writable(args.rle, "--rle", folder=False)
     # what an earlier run wrote there is not input (any other run's masks/ and labels/ are left out too)
@@ -166,12 +171,14 @@ def cmd_predict(args):
     if not inputs:
         raise NucsegError(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})")
     if args.rle:
-        _check_rle(Path(args.rle), out, inputs)
+        _check_rle(Path(args.rle), out, inputs, args.model if args.method == "unet" else None)
     if args.method == "otsu":
         _note_ignored(args)
     model, settings = _unet(args) if args.method == "unet" else (None, None)
+    _remove_killed_runs_files(out)
     try:
-        summary = predict_images(inputs, _segmenter(args, args.method, model, settings), out, rle_csv=args.rle)
+        with _signals_as_interrupt():
+            summary = predict_images(inputs, _segmenter(args, args.method, model, settings), out, rle_csv=args.rle)
     except KeyboardInterrupt:
         print(f"interrupted; nothing written, {out} is as it was", file=sys.stderr)
         return 130
@@ -182,15 +189,46 @@ def cmd_predict(args):
     return 0 if not failed else 1 if not done else 2
 
 
-def _check_rle(rle, out, inputs):
-    """Refuse an --rle path that would overwrite an input image or this run's summary."""
-    from .predict import IMAGE_SUFFIXES
+def _check_rle(rle, out, inputs, model=None):
+    """Refuse an --rle path that would overwrite an input, the model, a run's summary or any file
+    other than a CSV."""
+    from .predict import IMAGE_SUFFIXES, is_run_summary
 
     target = rle.resolve()
-    if target == (out / "summary.csv").resolve() or rle.suffix.lower() in IMAGE_SUFFIXES + (".zip",) or \
-            any(Path(item.name).resolve() == target for item in inputs):
-        raise NucsegError(f"--rle {rle}: would overwrite an input or this run's summary.csv; give it a new "
-                          "file name, e.g. submission.csv")
+    ours = [(out / "summary.csv").resolve()] + [Path(p).resolve() for p in [model] if p]
+    if (target in ours or rle.suffix.lower() in IMAGE_SUFFIXES + MODEL_SUFFIXES + (".zip",)
+            or rle.is_file() and (rle.suffix.lower() != ".csv" or is_run_summary(rle))
+            or any(Path(item.name).resolve() == target for item in inputs)):
+        raise NucsegError(f"--rle {rle}: would overwrite an input, the model, a run's summary.csv or a file that "
+                          "is not a CSV; give it a new file name, e.g. submission.csv")
+
+
+def _remove_killed_runs_files(out):
+    """The temporary outputs a killed run (SIGKILL, out of memory) left in `out`: removed, with a note."""
+    left = [p for sub in ("masks", "labels") for p in (out / sub).glob(".*.tmp.*") if p.is_file()]
+    left += list(out.glob(".summary.*.tmp.csv"))
+    for path in left:
+        path.unlink(missing_ok=True)
+    if left:
+        print(f"note: removed {len(left)} temporary files an earlier, killed run left in {out}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt():
+    """SIGTERM and SIGHUP (a batch system stopping the job, a closed terminal) end the run as Ctrl-C
+    does: nothing of it is kept and its temporary files go."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            previous[name] = signal.signal(getattr(signal, name), interrupt)
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def _note_ignored(args):

@@ -97,7 +97,7 @@ def all_or_nothing():
             if not isinstance(exc, OSError):
                 raise
             raise NucsegError(f"{path}: could not put the new file in place ({exc.strerror or exc}); "
-                              f"{done} of the stage's {len(writes)} outputs are new: fix that and rerun it") from None
+                              f"{done} of the {len(writes)} outputs are new: fix that and rerun") from None
 
 
 def keep_only(folder, names):

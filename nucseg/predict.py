@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import zipfile
 from dataclasses import dataclass
@@ -119,17 +120,21 @@ def _file_id(name):
 SUMMARY_HEADER = "id,source,width,height,nuclei"
 
 
-def _earlier_runs(folder):
-    """The folders under `folder` holding an earlier nucseg run: its summary.csv beside masks/ or labels/."""
+def is_run_summary(path):
+    """Whether `path` is the summary.csv of a nucseg predict run."""
+    try:
+        with open(path) as f:
+            return f.readline().startswith(SUMMARY_HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _earlier_runs(files):
+    """The folders holding an earlier nucseg run among `files`: its summary.csv beside masks/ or labels/."""
     runs = []
-    for summary in folder.rglob("summary.csv"):
-        if (summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir():
-            try:
-                with open(summary) as f:
-                    if f.readline().startswith(SUMMARY_HEADER):
-                        runs.append(summary.parent)
-            except (OSError, UnicodeDecodeError):
-                pass
+    for summary in (p for p in files if p.name == "summary.csv"):
+        if ((summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir()) and is_run_summary(summary):
+            runs.append(summary.parent)
     return runs
 
 
@@ -140,20 +145,22 @@ def _kaggle_id(path):
         return None
     if path.stem == images.parent.name:
         return path.stem
-    if (images.parent / "masks").is_dir() and sum(p.suffix.lower() == ".png" for p in images.iterdir()) == 1:
+    if (images.parent / "masks").is_dir() and sum(p.suffix.lower() == ".png" and not p.name.startswith(".")
+                                                  for p in images.iterdir()) == 1:
         return images.parent.name
     return None
 
 
 def _from_folder(path, exclude=(), notes=None):
     """The images of a folder, file by file (see `discover`)."""
-    runs = _earlier_runs(path)
+    files = _walk(path)
+    runs = _earlier_runs(files)
     if notes is not None:
         notes += [f"left out {run}'s masks/ and labels/: an earlier nucseg run's outputs" for run in runs
                   if run.resolve() not in {e.parent for e in exclude}]
     skip = exclude + [d.resolve() for run in runs for d in (run / "masks", run / "labels")]
     found = []
-    for p in sorted(path.rglob("*")):
+    for p in files:
         inside = p.relative_to(path).parts
         if (p.suffix.lower() not in IMAGE_SUFFIXES or "masks" in inside[:-1] or not p.is_file()
                 or any(part.startswith(".") or part == "__MACOSX" for part in inside)
@@ -162,6 +169,19 @@ def _from_folder(path, exclude=(), notes=None):
         image_id = _kaggle_id(p) or "__".join(inside[:-1] + (_file_id(p.name),))
         found.append(InputImage(image_id, str(p), lambda p=p: read_any_image(p)))
     return found
+
+
+def _walk(folder):
+    """Every file under `folder`, sorted, following links to folders (each real folder once)."""
+    files, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:   # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        files += [Path(root) / name for name in names]
+    return sorted(files)
 
 
 def _from_zip(path):
@@ -322,10 +342,14 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
                     error += f" (kept an earlier run's {' and '.join(kept)})"
                 rows.append({"id": item.id, "source": item.name, "error": error})
                 continue
-            with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
-                Image.fromarray(mask * 255).save(tmp, format="PNG")
-            with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
-                tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
+            try:
+                with atomic_path(out_dir / "masks" / f"{item.id}.png") as tmp:
+                    Image.fromarray(mask * 255).save(tmp, format="PNG")
+                with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
+                    tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
+            except (OSError, ValueError) as exc:   # a full disk can surface as "... requested and ... written"
+                raise NucsegError(f"{out_dir}: could not write the outputs of {item.name} ({exc}); nothing of this "
+                                  "run was kept: free disk space, or give --out a folder on another disk") from None
             areas = np.bincount(labels.ravel())[1:]
             rows.append({
                 "id": item.id, "source": item.name, "width": mask.shape[1], "height": mask.shape[0],

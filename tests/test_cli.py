@@ -270,22 +270,71 @@ def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys, monke
     import tifffile
 
     def disk_full(path, *args, **kwargs):
+        disk_full.paths.append(path)
         raise OSError(28, "No space left on device", str(path))
+    disk_full.paths = []
     monkeypatch.setattr(tifffile, "imwrite", disk_full)
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "p")]) == 1
-    err = _one_error_line(capsys)
-    assert err.startswith(f"error: {tmp_path / 'p' / 'labels'}/.") and err.endswith(": No space left on device")
+    first = sorted(folder.glob("*.png"))[0]
+    assert _one_error_line(capsys) == (f"error: {tmp_path / 'p'}: could not write the outputs of {first} ([Errno 28] "
+                                       "No space left on device: '" + str(next(iter(disk_full.paths)))
+                                       + "'); nothing of this run was kept: free disk space, or give --out a "
+                                       "folder on another disk")
     assert not [p for p in (tmp_path / "p").rglob("*") if p.is_file()]   # no temporary file left
+    (tmp_path / "q" / "summary.csv").mkdir(parents=True)
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "q")]) == 1
+    assert _one_error_line(capsys).endswith("q/summary.csv: a folder, where nucseg writes its summary; fix that or "
+                                            "give --out another folder")
 
 
 def test_rle_that_would_overwrite_an_input_or_the_summary_is_refused(tmp_path, folder, capsys):
     image = sorted(folder.glob("*.png"))[0]
-    before = image.read_bytes()
-    for rle in (image, tmp_path / "o" / "summary.csv", tmp_path / "sub.png"):
+    (tmp_path / "notes.md").write_text("a lab notebook")
+    (tmp_path / "model.tflite").write_bytes(b"stands for the model")
+    other = tmp_path / "run1"
+    assert main(["predict", str(image), "--method", "otsu", "--out", str(other)]) == 0
+    kept = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for rle in (image, tmp_path / "o" / "summary.csv", tmp_path / "sub.png", tmp_path / "notes.md",
+                other / "summary.csv", tmp_path / "model.tflite"):
         assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o"), "--rle", str(rle)]) == 1
-        assert _one_error_line(capsys) == (f"error: --rle {rle}: would overwrite an input or this run's summary.csv; "
-                                           "give it a new file name, e.g. submission.csv")
-    assert image.read_bytes() == before and not (tmp_path / "o").exists()
+        assert _one_error_line(capsys) == (f"error: --rle {rle}: would overwrite an input, the model, a run's summary.csv "
+                                           "or a file that is not a CSV; give it a new file name, e.g. submission.csv")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == kept
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "old.csv").write_text("ImageId,EncodedPixels\n")      # an earlier submission: replaced
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o"),
+                 "--rle", str(tmp_path / "old.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "old.csv")) > 3
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_and_a_killed_runs_files_are_removed(tmp_path, folder, capsys, monkeypatch):
+    import os
+    import signal
+
+    from nucseg.predict import Segmenter
+
+    out = tmp_path / "o"
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = Segmenter.labels, []
+
+    def labels_then_sigterm(self, mask):   # a batch system stopping the job on the second image
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, mask)
+
+    monkeypatch.setattr(Segmenter, "labels", labels_then_sigterm)
+    assert main(["predict", str(folder), "--method", "otsu", "--min-size", "400", "--out", str(out)]) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == f"interrupted; nothing written, {out} is as it was"
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before   # temporary files gone too
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL                      # handler put back
+    monkeypatch.setattr(Segmenter, "labels", real)
+    for left in (out / "masks" / ".a.k2j4.tmp.png", out / "labels" / ".a.k2j4.tmp.tif", out / ".summary.x1.tmp.csv"):
+        left.write_bytes(b"what a run killed outright leaves")
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(out)]) == 0
+    assert f"note: removed 3 temporary files an earlier, killed run left in {out}" in capsys.readouterr().err
+    assert not list(out.rglob(".*"))
 
 
 def test_options_otsu_does_not_use_are_named(tmp_path, folder, capsys):

@@ -234,7 +234,7 @@ def test_a_rename_that_fails_at_the_end_says_so_in_one_line(tmp_path):
         save_text(second, "new b")
         second.mkdir()
     message = _one_line(exc)
-    assert message.startswith(f"{second}: could not put the new file in place (") and "1 of the stage's 2" in message
+    assert message.startswith(f"{second}: could not put the new file in place (") and "1 of the 2 outputs are new" in message
     assert first.read_text() == "new a" and second.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
 

@@ -188,8 +188,14 @@ def test_discover_plain_folders_named_images_and_mixed_layouts(tmp_path, samples
         (nest / name).parent.mkdir(parents=True, exist_ok=True)
         (nest / name).write_bytes(data)
     tifffile.imwrite(nest / "tiffs" / "t.ome.tif", samples[sorted(samples)[3]][0]) if (nest / "tiffs").mkdir() is None else None
+    (nest / "k8" / "images" / "._x.png").write_bytes(b"AppleDouble")   # hidden: not a second PNG of k8
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "deep").mkdir(parents=True)
+    (elsewhere / "deep" / "e.png").write_bytes(first)
+    (nest / "linked").symlink_to(elsewhere, target_is_directory=True)         # a link to a folder is followed
+    (elsewhere / "deep" / "loop").symlink_to(elsewhere, target_is_directory=True)   # once, loops included
     found = {f.id: f.name for f in discover([nest])}
-    assert sorted(found) == ["k7", "k8", "loose", "plate1__images__w1", "plate1__images__w2",
+    assert sorted(found) == ["k7", "k8", "linked__deep__e", "loose", "plate1__images__w1", "plate1__images__w2",
                              "plate2__images__w1", "tiffs__t"]
     assert found["k8"] == str(nest / "k8" / "images" / "x.png")
 
@@ -248,7 +254,8 @@ def test_a_run_that_stops_leaves_the_earlier_results_as_they_were(tmp_path, samp
                 raise OSError(28, "No space left on device")
             return real(*args, **kwargs)
         monkeypatch.setattr(tifffile, "imwrite", imwrite)
-    with pytest.raises(KeyboardInterrupt if stop == "ctrl_c" else OSError):
+    with pytest.raises(KeyboardInterrupt) if stop == "ctrl_c" else \
+            pytest.raises(NucsegError, match=f"^{out}: could not write the outputs of .*No space left.*free disk space"):
         predict_images(items, Segmenter("otsu", instance_params={"min_size": 500}), out, rle_csv=tmp_path / "r.csv",
                        progress=False)
     assert _snapshot(tmp_path) == before          # no file changed, none left behind (temporary ones included)
