@@ -321,9 +321,21 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
     earlier run's mask and labels of it are kept (the row says so). ``summary.csv`` lists this
     run's images only; the RLE CSV is written with the rest. Returns the summary table.
     """
+    out_dir = Path(out_dir)
+    new_dirs = [d for d in (out_dir / "masks", out_dir / "labels", out_dir) if not d.exists()]
+    try:
+        summary = _predict_all(inputs, segmenter, out_dir, rle_csv, progress)
+    except BaseException:
+        for folder in new_dirs:   # made by this run, which keeps nothing: gone again if empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    return summary
+
+
+def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
     import tifffile
 
-    out_dir = Path(out_dir)
     rows, rles = [], []
     with all_or_nothing():
         for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):
