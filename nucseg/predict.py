@@ -1,6 +1,7 @@
 """Segmenting images at their own resolution: tiling, thresholding, instances, outputs."""
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import time
@@ -138,15 +139,15 @@ def _earlier_runs(files):
     return runs
 
 
-def _kaggle_id(path):
-    """``<id>`` for ``<id>/images/<id>.png``, or for the one PNG of ``images/`` beside ``masks/``; else None."""
+def _kaggle_id(path, pngs):
+    """``<id>`` for ``<id>/images/<id>.png``, or for the one PNG of ``images/`` beside ``masks/``; else
+    None. `pngs`: how many visible PNGs each folder holds (counted once per folder)."""
     images = path.parent
     if images.name != "images" or path.suffix.lower() != ".png":
         return None
     if path.stem == images.parent.name:
         return path.stem
-    if (images.parent / "masks").is_dir() and sum(p.suffix.lower() == ".png" and not p.name.startswith(".")
-                                                  for p in images.iterdir()) == 1:
+    if (images.parent / "masks").is_dir() and pngs[images] == 1:
         return images.parent.name
     return None
 
@@ -159,6 +160,7 @@ def _from_folder(path, exclude=(), notes=None):
         notes += [f"left out {run}'s masks/ and labels/: an earlier nucseg run's outputs" for run in runs
                   if run.resolve() not in {e.parent for e in exclude}]
     skip = exclude + [d.resolve() for run in runs for d in (run / "masks", run / "labels")]
+    pngs = collections.Counter(p.parent for p in files if p.suffix.lower() == ".png" and not p.name.startswith("."))
     found = []
     for p in files:
         inside = p.relative_to(path).parts
@@ -166,7 +168,7 @@ def _from_folder(path, exclude=(), notes=None):
                 or any(part.startswith(".") or part == "__MACOSX" for part in inside)
                 or any(e in p.resolve().parents for e in skip)):
             continue
-        image_id = _kaggle_id(p) or "__".join(inside[:-1] + (_file_id(p.name),))
+        image_id = _kaggle_id(p, pngs) or "__".join(inside[:-1] + (_file_id(p.name),))
         found.append(InputImage(image_id, str(p), lambda p=p: read_any_image(p)))
     return found
 
