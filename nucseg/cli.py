@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .io import NucsegError, save_csv, save_json
+from .io import NucsegError, leftover_temporaries, save_csv, save_json
 from .params import FILL_HOLES
 
 # the pipeline's defaults, for a model that carries no settings and has no config.json beside it
@@ -205,8 +205,7 @@ def _check_rle(rle, out, inputs, model=None):
 
 def _remove_killed_runs_files(out):
     """The temporary outputs a killed run (SIGKILL, out of memory) left in `out`: removed, with a note."""
-    left = [p for sub in ("masks", "labels") for p in (out / sub).glob(".*.tmp.*") if p.is_file()]
-    left += list(out.glob(".summary.*.tmp.csv"))
+    left = [p for folder in (out, out / "masks", out / "labels") for p in leftover_temporaries(folder)]
     for path in left:
         path.unlink(missing_ok=True)
     if left:
@@ -231,12 +230,15 @@ def _signals_as_interrupt():
             signal.signal(getattr(signal, name), handler)
 
 
+UNET_OPTIONS = ("model", "threshold", "tile", "resize", "overlap", "batch_size", "tta")
+
+
 def _note_ignored(args):
-    """Otsu has no model: say which of the U-Net's options were given for nothing."""
-    given = [name for name, unset in (("--model", args.model == "models/unet.tflite"),
-                                      ("--threshold", args.threshold == 0.5), ("--tile", args.tile is None),
-                                      ("--resize", not args.resize), ("--overlap", args.overlap == 64),
-                                      ("--batch-size", args.batch_size == 8), ("--tta", not args.tta)) if not unset]
+    """Otsu has no model: say which of the U-Net's options were given for nothing (set off their default)."""
+    parser = argparse.ArgumentParser()
+    _segmenter_args(parser)
+    defaults = vars(parser.parse_args([]))
+    given = [f"--{name.replace('_', '-')}" for name in UNET_OPTIONS if getattr(args, name) != defaults[name]]
     if given:
         print(f"note: --method otsu ignores {', '.join(given)} (the U-Net's options)", file=sys.stderr)
 

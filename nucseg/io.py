@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .png import PNGError, read_gray8
+from .png import SIGNATURE, PNGError, read_gray8
 
 LAYOUT = "Kaggle layout: <id>/images/<id>.png and <id>/masks/*.png"
 ZIP_NAME = "stage1_train.zip"
@@ -63,6 +63,11 @@ def atomic_path(path):
     finally:
         if tmp and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def leftover_temporaries(folder):
+    """The temporary files `atomic_path` left in `folder` when its process was killed outright."""
+    return [p for p in Path(folder).glob(".*.tmp.*") if p.is_file()]
 
 
 @contextlib.contextmanager
@@ -191,7 +196,7 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
     """
     if not data:
         raise NucsegError(f"{name}: empty file; {fix}")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24:26] in (b"\x10\x02", b"\x10\x04", b"\x10\x06"):
+    if data[:8] == SIGNATURE and data[12:16] == b"IHDR" and data[24:26] in (b"\x10\x02", b"\x10\x04", b"\x10\x06"):
         return _decode_png16_colour(data, name, fix)
     try:
         with Image.open(io.BytesIO(data)) as img:

@@ -118,14 +118,14 @@ def _file_id(name):
     return stem[:-4] if stem.lower().endswith(".ome") else stem
 
 
-SUMMARY_HEADER = "id,source,width,height,nuclei"
+SUMMARY_COLUMNS = ["id", "source", "width", "height", "nuclei", "mean_area", "median_area", "seconds", "error"]
 
 
 def is_run_summary(path):
     """Whether `path` is the summary.csv of a nucseg predict run."""
     try:
         with open(path) as f:
-            return f.readline().startswith(SUMMARY_HEADER)
+            return f.readline().strip() == ",".join(SUMMARY_COLUMNS)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -381,7 +381,6 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
 
 def _summary(rows, out_dir):
     """The summary table of `rows`, written to ``out_dir/summary.csv``."""
-    summary = pd.DataFrame(rows, columns=["id", "source", "width", "height", "nuclei", "mean_area",
-                                          "median_area", "seconds", "error"])
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     save_csv(Path(out_dir) / "summary.csv", summary)
     return summary

@@ -187,7 +187,8 @@ def test_discover_plain_folders_named_images_and_mixed_layouts(tmp_path, samples
                        (".hidden/h.png", first), ("__MACOSX/._loose.png", first)):
         (nest / name).parent.mkdir(parents=True, exist_ok=True)
         (nest / name).write_bytes(data)
-    tifffile.imwrite(nest / "tiffs" / "t.ome.tif", samples[sorted(samples)[3]][0]) if (nest / "tiffs").mkdir() is None else None
+    (nest / "tiffs").mkdir()
+    tifffile.imwrite(nest / "tiffs" / "t.ome.tif", samples[sorted(samples)[3]][0])
     (nest / "k8" / "images" / "._x.png").write_bytes(b"AppleDouble")   # hidden: not a second PNG of k8
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "deep").mkdir(parents=True)
