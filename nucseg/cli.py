@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from .io import NucsegError, leftover_temporaries, save_csv, save_json
@@ -105,6 +106,11 @@ def _check_writable(path, option, folder):
         raise NucsegError(f"{path}: {existing} is a file, not a folder; give {option} a path in a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise NucsegError(f"{path}: {existing} is not writable; give {option} a folder you can write to")
+    try:   # os.access says yes to root everywhere, even in /proc or on a read-only disk: try for real
+        tempfile.TemporaryFile(dir=existing, prefix=".nucseg-probe-").close()
+    except OSError as exc:
+        raise NucsegError(f"{path}: cannot write in {existing} ({exc.strerror}); give {option} a folder you "
+                          "can write to") from None
 
 
 def _segmenter(args, method, model=None, settings=None):

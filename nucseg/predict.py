@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import os
 import time
@@ -362,8 +363,11 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
                 with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
                     tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
             except (OSError, ValueError) as exc:   # a full disk can surface as "... requested and ... written"
+                full = not isinstance(exc, OSError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+                fix = "free disk space, or give --out a folder on another disk" if full else \
+                    "give --out a folder you can write to"
                 raise NucsegError(f"{out_dir}: could not write the outputs of {item.name} ({exc}); nothing of this "
-                                  "run was kept: free disk space, or give --out a folder on another disk") from None
+                                  f"run was kept: {fix}") from None
             areas = np.bincount(labels.ravel())[1:]
             rows.append({
                 "id": item.id, "source": item.name, "width": mask.shape[1], "height": mask.shape[0],

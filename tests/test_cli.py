@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -269,22 +270,37 @@ def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys, monke
                                        "fix that or give --out another folder")
     import tifffile
 
-    def disk_full(path, *args, **kwargs):
-        disk_full.paths.append(path)
-        raise OSError(28, "No space left on device", str(path))
-    disk_full.paths = []
-    monkeypatch.setattr(tifffile, "imwrite", disk_full)
+    def failing_write(code, reason):
+        def write(path, *args, **kwargs):
+            paths.append(path)
+            raise OSError(code, reason, str(path))
+        return write
+    paths = []
+    monkeypatch.setattr(tifffile, "imwrite", failing_write(28, "No space left on device"))
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "p")]) == 1
     first = sorted(folder.glob("*.png"))[0]
     assert _one_error_line(capsys) == (f"error: {tmp_path / 'p'}: could not write the outputs of {first} ([Errno 28] "
-                                       "No space left on device: '" + str(next(iter(disk_full.paths)))
-                                       + "'); nothing of this run was kept: free disk space, or give --out a "
-                                       "folder on another disk")
+                                       f"No space left on device: '{paths[0]}'); nothing of this run was kept: free "
+                                       "disk space, or give --out a folder on another disk")
     assert not (tmp_path / "p").exists()   # no temporary file left, nor the folders this run made
+    paths.clear()   # a folder that stops taking files is not a full disk: the fix differs
+    monkeypatch.setattr(tifffile, "imwrite", failing_write(13, "Permission denied"))
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "p")]) == 1
+    assert _one_error_line(capsys).endswith(f"Permission denied: '{paths[0]}'); nothing of this run was kept: give "
+                                            "--out a folder you can write to")
     (tmp_path / "q" / "summary.csv").mkdir(parents=True)
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "q")]) == 1
     assert _one_error_line(capsys).endswith("q/summary.csv: a folder, where nucseg writes its summary; fix that or "
                                             "give --out another folder")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_out_where_no_file_can_be_made_is_refused_up_front(folder, capsys):
+    """/proc takes no new files even from root, for whom os.access says yes: the run tries for real first."""
+    assert main(["predict", str(folder), "--method", "otsu", "--out", "/proc/nucseg-out"]) == 1
+    err = _one_error_line(capsys)
+    assert err.startswith("error: /proc/nucseg-out: ") and err.endswith("give --out a folder you can write to")
+    assert "could not write the outputs" not in err   # refused before any image was segmented
 
 
 def test_rle_that_would_overwrite_an_input_or_the_summary_is_refused(tmp_path, folder, capsys):
