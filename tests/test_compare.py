@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nucseg.cli import main
-from nucseg.compare import check_scores, compare, summary
+from nucseg.compare import compare, read_run, summary
 from nucseg.io import NucsegError
 
 
@@ -209,6 +209,28 @@ def test_outside_a_repository_and_unwritable_out_fail_before_any_work(tmp_path, 
     assert captured.out == "" and captured.err.startswith("error: folder: a folder; give --out a file name")
 
 
-def test_scores_are_checked_and_renamed_alike_for_files_and_revisions():
-    table = check_scores(pd.DataFrame({"id": ["1"], "method": ["unet"], "dice": ["0.5"]}), "evaluate")
-    assert table["native_dice"].tolist() == [0.5] and "dice" not in table   # no native_dice: evaluate --out's
+def test_scores_are_checked_and_renamed_alike_for_files_and_revisions(repo):
+    """nucseg evaluate --out's table (native scores under `dice`, no `native_dice`) and a robustness
+    table, committed and as files: read the same, renamed the same; a bad cell is named where it is."""
+    path, _, _ = repo
+    evaluate_out = pd.DataFrame({"id": ["a", "b"], "method": "unet", "dice": [0.5, 0.75], "f1": [0.4, 1.0]})
+    robust = pd.DataFrame({"degradation": "blur", "severity": [0.0, 3.0], "id": "a", "method": "unet",
+                           "dice": [0.9, 0.6]})
+    evaluate_out.to_csv(path / "plots" / "per_image.csv", index=False)
+    robust.to_csv(path / "plots" / "robustness_per_image.csv", index=False)
+    git(path, "add", "plots")
+    git(path, "commit", "-q", "-m", "evaluate --out and robustness")
+    from_git, _ = read_run("HEAD")
+    from_files = {kind: read_run(f"plots/{name}")[0][kind] for kind, name in
+                  (("evaluate", "per_image.csv"), ("robustness", "robustness_per_image.csv"))}
+    for kind in ("evaluate", "robustness"):
+        pd.testing.assert_frame_equal(from_git[kind], from_files[kind])
+    assert from_git["evaluate"]["native_dice"].tolist() == [0.5, 0.75] and "dice" not in from_git["evaluate"]
+    assert from_git["evaluate"]["f1_iou50"].tolist() == [0.4, 1.0]
+    assert from_git["robustness"]["dice"].tolist() == [0.9, 0.6]   # robustness keeps its model-resolution Dice
+    evaluate_out.astype({"dice": object}).assign(dice=["0.5", "0,75"]).to_csv(path / "plots" / "per_image.csv",
+                                                                             index=False)
+    git(path, "commit", "-q", "-am", "a bad cell")
+    for run, where in (("HEAD", "HEAD:plots/per_image.csv"), ("plots/per_image.csv", "plots/per_image.csv")):
+        with pytest.raises(NucsegError, match=f"^{where}: column dice holds a non-number \\('0,75', data row 2\\)"):
+            read_run(run)

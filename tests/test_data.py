@@ -11,7 +11,8 @@ def test_to_gray_weights_and_scales():
     np.testing.assert_allclose(to_gray(rgba), to_gray(rgb))
     np.testing.assert_allclose(to_gray(np.array([[0, 65535, 32768]], np.uint16)), [[0, 1, 32768 / 65535]])
     np.testing.assert_allclose(to_gray(np.array([[0, 255, 51]], np.uint8)), [[0, 1, 0.2]])
-    assert to_gray(np.zeros((2, 2, 2), np.uint8)).shape == (2, 2)  # gray + alpha
+    gray_alpha = np.stack([np.array([[0, 51], [255, 102]], np.uint8), np.full((2, 2), 255, np.uint8)], -1)
+    np.testing.assert_allclose(to_gray(gray_alpha), [[0, 0.2], [1, 0.4]], atol=1e-6)   # alpha is ignored
 
 
 def test_is_color():

@@ -421,7 +421,8 @@ def test_excluded_degradations_must_be_known_and_leave_one_to_draw():
     params["train"]["augment"]["degrade_exclude"] = []
     with pytest.raises(NucsegError, match=r"degrade_holdout is 2 but robustness.severities.blur has 1 severities"):
         check_params(params)
-    params["train"]["augment"].update(degrade_exclude=["blur"], degrade_holdout=0)
+    params["train"]["augment"]["degrade_exclude"] = ["blur"]
+    check_params(params)   # only blur's list is too short, and blur is never drawn
     params["train"]["augment"].update(degrade_exclude=list(params["robustness"]["severities"]), degrade=0.0)
     check_params(params)   # nothing drawn: nothing to check
     params["train"]["augment"]["degrade_exclude"] = "blur"

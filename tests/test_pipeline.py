@@ -12,11 +12,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from conftest import ROOT, SHARED_ZIP, have_shared_zip, make_samples, subset_zip, write_kaggle_zip
 from nucseg.modelinfo import embedded_settings
+from nucseg.windows import windows
 
 pytestmark = pytest.mark.slow
 DATA_STAGES = {"fetch", "ingest", "masks", "split", "otsu", "augmentations"}
@@ -153,7 +155,10 @@ def test_int8_export_reruns_export_and_what_follows(project):
 def test_tile_reruns_the_model_stages_only(project):
     project, _ = project
     windowed = json.loads((project / "models" / "config.json").read_text())
-    assert windowed["tile"] == 256 and windowed["train_windows"] >= windowed["n_train"]
+    sizes = pd.read_csv(project / "data" / "ingest" / "meta.csv", index_col="id", dtype={"id": str})
+    train_ids = (project / "data" / "split" / "train.txt").read_text().split()
+    half_apart = sum(len(windows((sizes.height[i], sizes.width[i]), 256, 128)) for i in train_ids)
+    assert windowed["tile"] == 256 and windowed["train_windows"] == half_apart   # windows half a tile apart
     set_params(project, **{"base.tile": 0})
     # export reads base.tile too: int8 calibrates on what the model sees
     assert set(json.loads(dvc(project, "status", "--json").stdout)) == {"train", "export", "predict", "robustness"}

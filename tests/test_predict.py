@@ -9,7 +9,7 @@ import tifffile
 from conftest import png_bytes, synthetic_sample, write_kaggle_dir
 from nucseg.data import to_gray
 from nucseg.io import NucsegError
-from nucseg.predict import Segmenter, discover, iter_native_probs, native_probs, predict_images
+from nucseg.predict import Segmenter, _blend, discover, iter_native_probs, native_probs, predict_images
 from nucseg.rle import rle_decode
 from nucseg.windows import tile_starts
 
@@ -31,14 +31,26 @@ def test_tiles_cover_and_overlap(length, tile, overlap):
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
-def test_native_probs_tiled_matches_whole_and_has_no_seams(threshold_model):
+def test_overlapping_windows_blend_by_hand():
+    """Two windows of 6 px overlapping by 2, predicting 0 and 1: the edge weights ramp 0.5, 1, 1, 1,
+    1, 0.5 along the overlapping direction, so the two overlap pixels are (0 * 1 + 1 * 0.5) / 1.5 and
+    (0 * 0.5 + 1 * 1) / 1.5; a window spanning the image gets flat weights across it."""
+    expected = np.array([0, 0, 0, 0, 1 / 3, 2 / 3, 1, 1, 1, 1], np.float32)
+    zeros, ones = np.zeros((4, 6), np.float32), np.ones((4, 6), np.float32)
+    across = _blend((4, 10), [(0, 0, 4, 6), (0, 4, 4, 6)], [zeros, ones], overlap=2)
+    np.testing.assert_allclose(across, np.tile(expected, (4, 1)), rtol=1e-6)
+    down = _blend((10, 4), [(0, 0, 6, 4), (4, 0, 6, 4)], [zeros.T, ones.T], overlap=2)
+    np.testing.assert_allclose(down, np.tile(expected[:, None], (1, 4)), rtol=1e-6)
+
+
+def test_native_probs_tiled_matches_whole(threshold_model):
     yy, xx = np.mgrid[:300, :200]
     smooth = (0.5 + 0.45 * np.sin(yy / 23.0) * np.cos(xx / 17.0)).astype(np.float32)
     tiled = native_probs(threshold_model, smooth, tile=96, overlap=32)
     whole = native_probs(threshold_model, smooth, tile=0)
     assert tiled.shape == smooth.shape
     # the stand-in sees each tile at a higher resolution than the whole image, so the two differ
-    # only where the image crosses 0.5; tile borders add no jumps of their own
+    # only where the image crosses 0.5 (how windows blend: test_overlapping_windows_blend_by_hand)
     assert np.mean((tiled > 0.5) == (smooth > 0.5)) > 0.99
     assert np.mean((whole > 0.5) == (smooth > 0.5)) > 0.97
     assert np.abs(np.diff(tiled, axis=1)).max() < 0.5
