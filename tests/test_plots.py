@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from nucseg.plots import gallery, metric_bars, training_curves
@@ -10,11 +11,32 @@ def _is_png(path, min_size=(200, 200)):
         assert img.format == "PNG" and img.size[0] >= min_size[0] and img.size[1] >= min_size[1]
 
 
-def test_training_curves(tmp_path):
+@pytest.fixture
+def saved(monkeypatch):
+    """What each figure holds when it is saved: its axes, by the file's stem."""
+    import nucseg.plots
+
+    figures = {}
+    real_save = nucseg.plots._save
+
+    def keep(fig, path):
+        figures[path.stem] = fig.axes
+        real_save(fig, path)
+
+    monkeypatch.setattr(nucseg.plots, "_save", keep)
+    return figures
+
+
+def test_training_curves(tmp_path, saved):
     history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [1, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.65],
                             "dice": [0.3, 0.6, 0.7], "val_dice": [0.3, 0.55, 0.6]})
     training_curves(history, tmp_path / "c.png")
     _is_png(tmp_path / "c.png")
+    for ax, key in zip(saved["c"], ("loss", "dice")):
+        train, val, best = ax.lines
+        assert ax.get_title() == key and list(train.get_ydata()) == list(history[key])
+        assert list(val.get_ydata()) == list(history[f"val_{key}"])
+        assert list(best.get_xdata()) == [2, 2]   # the lowest val_loss, in both panels
 
 
 def test_metric_bars_with_and_without_instance_panels(tmp_path):
@@ -28,14 +50,20 @@ def test_metric_bars_with_and_without_instance_panels(tmp_path):
         assert b.size[0] > a.size[0]   # two more panels
 
 
-def test_gallery(tmp_path):
+def test_gallery(tmp_path, saved):
     images = [np.random.default_rng(i).random((16, 16)) for i in range(3)]
-    masks = [im > 0.5 for im in images]
-    gallery(images, {"truth": masks, "pred": masks}, tmp_path / "g.png", titles=["a", "b", "c"])
+    truth, pred = [im > 0.5 for im in images], [im > 0.7 for im in images]
+    gallery(images, {"truth": truth, "pred": pred}, tmp_path / "g.png", titles=["a", "b", "c"])
     _is_png(tmp_path / "g.png")
+    axes = np.array(saved["g"]).reshape(3, 3)   # a row per image: the image, then each mask column
+    assert [ax.get_title() for ax in axes[0]] == ["image", "truth", "pred"]
+    for r, row in enumerate(axes):
+        assert row[0].get_ylabel() == "abc"[r]
+        for ax, shown in zip(row, (images[r], truth[r], pred[r])):
+            np.testing.assert_array_equal(ax.images[0].get_array().data, shown)
 
 
-def test_augmentation_galleries_show_the_strengths_their_panels_name(tmp_path, monkeypatch):
+def test_augmentation_galleries_show_the_strengths_their_panels_name(tmp_path, saved):
     """The blur panels titled sigma 2, 4 and 6 are blurred at those sigmas (drawn from [0, sigma],
     as training does, they showed 0.66, 3.86 and 2.07); contrast panels at their factors."""
     import runpy
@@ -47,16 +75,10 @@ def test_augmentation_galleries_show_the_strengths_their_panels_name(tmp_path, m
     strengths = runpy.run_path(str(ROOT / "stages" / "augmentations.py"))["STRENGTHS"]
     image = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     mask = (image > 0.5).astype(np.float32)
-    shown = {}
-
-    def keep(fig, path):
-        shown[path.stem] = [ax.images[0].get_array().data for ax in fig.axes if ax.images][1:len(strengths[path.stem]) + 1]
-        real_save(fig, path)
-
-    real_save = nucseg.plots._save
-    monkeypatch.setattr(nucseg.plots, "_save", keep)
     for name in ("blur", "contrast"):
         nucseg.plots.augmentation_gallery(image, mask, strengths[name], tmp_path / f"{name}.png")
+    shown = {name: [ax.images[0].get_array().data for ax in saved[name] if ax.images][1:len(strengths[name]) + 1]
+             for name in ("blur", "contrast")}
     assert [label for label, _ in strengths["blur"]] == ["sigma 2", "sigma 4", "sigma 6"]
     for panel, s in zip(shown["blur"], (2.0, 4.0, 6.0)):
         np.testing.assert_allclose(panel, blur(image[..., None], s, s).numpy()[..., 0], atol=1e-6)
