@@ -102,15 +102,9 @@ def test_full_chain_runs_and_scores(project):
     assert "unet.mean.dice" in shown and "otsu.mean.dice" in shown
 
 
-def test_train_param_reruns_only_what_follows(project):
-    project, _ = project
-    set_params(project, **{"train.learning_rate": 0.002})
-    status = json.loads(dvc(project, "status", "--json").stdout)
-    assert set(status) == {"train"}
-    assert ran(dvc(project, "repro")) == MODEL_STAGES
-
-
-def test_train_seed_retrains_on_the_same_split(project):
+def test_a_train_param_reruns_only_what_follows_and_the_seed_keeps_the_split(project):
+    """train.seed, as any train param, reruns train and the stages after it (one test: each
+    retraining costs two minutes of CI), and retrains on the same split."""
     project, _ = project
     split = {path.name: path.read_text() for path in (project / "data" / "split").glob("*.txt")}
     seed = yaml.safe_load((project / "params.yaml").read_text())["base"]["seed"] + 1
