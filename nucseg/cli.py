@@ -104,13 +104,19 @@ def _check_writable(path, option, folder):
         existing = existing.parent
     if not existing.is_dir():
         raise NucsegError(f"{path}: {existing} is a file, not a folder; give {option} a path in a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise NucsegError(f"{path}: {existing} is not writable; give {option} a folder you can write to")
-    try:   # os.access says yes to root everywhere, even in /proc or on a read-only disk: try for real
-        tempfile.TemporaryFile(dir=existing, prefix=".nucseg-probe-").close()
+    reason = _cannot_write_in(existing)
+    if reason:
+        raise NucsegError(f"{path}: cannot write in {existing} ({reason}); give {option} a folder you can write to")
+
+
+def _cannot_write_in(folder):
+    """Why no file can be made in `folder`, or None. Tried for real: os.access says yes to root
+    everywhere, even in /proc or on a read-only disk."""
+    try:
+        tempfile.TemporaryFile(dir=folder, prefix=".nucseg-probe-").close()
     except OSError as exc:
-        raise NucsegError(f"{path}: cannot write in {existing} ({exc.strerror}); give {option} a folder you "
-                          "can write to") from None
+        return exc.strerror
+    return None
 
 
 def _segmenter(args, method, model=None, settings=None):
@@ -160,7 +166,7 @@ def cmd_predict(args):
     out = Path(args.out)
     _check_writable(out, "--out", folder=True)
     for sub in (out / "masks", out / "labels"):   # a run that cannot finish would write nothing at its end
-        if sub.exists() and not sub.is_dir() or sub.is_dir() and not os.access(sub, os.W_OK | os.X_OK):
+        if sub.exists() and not sub.is_dir() or sub.is_dir() and _cannot_write_in(sub):
             what = "a file" if not sub.is_dir() else "a folder you cannot write to"
             raise NucsegError(f"{sub}: {what}, where nucseg writes its {sub.name}; fix that or give --out "
                               "another folder")

@@ -303,6 +303,24 @@ def test_out_where_no_file_can_be_made_is_refused_up_front(folder, capsys):
     assert "could not write the outputs" not in err   # refused before any image was segmented
 
 
+def test_a_masks_folder_that_takes_no_files_is_refused_up_front(tmp_path, folder, capsys, monkeypatch):
+    """As for --out: tried by making a file there (a read-only folder lets root in by os.access)."""
+    import tempfile
+
+    (tmp_path / "o" / "masks").mkdir(parents=True)
+    make = tempfile.TemporaryFile
+
+    def read_only_masks(*args, dir=None, **kwargs):
+        if Path(dir) == tmp_path / "o" / "masks":
+            raise PermissionError(13, "Permission denied")
+        return make(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_masks)
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
+    assert _one_error_line(capsys) == (f"error: {tmp_path / 'o' / 'masks'}: a folder you cannot write to, where "
+                                       "nucseg writes its masks; fix that or give --out another folder")
+
+
 def test_rle_that_would_overwrite_an_input_or_the_summary_is_refused(tmp_path, folder, capsys):
     image = sorted(folder.glob("*.png"))[0]
     (tmp_path / "notes.md").write_text("a lab notebook")
