@@ -89,12 +89,19 @@ def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, c
     assert (f"note: 1 of the {len(samples)} images have no row in {tmp_path / 'partial.csv'} and are not scored "
             f"(e.g. {first})") in capsys.readouterr().err
 
-    # nucseg compare reads the per-image files as written: native scores, Otsu against itself
-    assert main(["compare", str(tmp_path / "m.per_image.csv"), str(tmp_path / "s.per_image.csv"), "--method", "otsu",
+    # nucseg compare reads the per-image files as written (native scores) and pairs them by id: the
+    # second run is the first with one image's Otsu native Dice lowered by 0.3, its rows reversed
+    edited = pd.read_csv(tmp_path / "s.per_image.csv").astype({"dice": float})
+    lowered = (edited["method"] == "otsu") & (edited["id"] == first)
+    edited.loc[lowered, "dice"] -= 0.3   # `evaluate --out` writes native scores as dice
+    edited.iloc[::-1].to_csv(tmp_path / "edited.csv", index=False)
+    assert main(["compare", str(tmp_path / "m.per_image.csv"), str(tmp_path / "edited.csv"), "--method", "otsu",
                  "--out", str(tmp_path / "c.csv")]) == 0
-    compared = pd.read_csv(tmp_path / "c.csv")
-    assert compared["metric"].tolist() == ["native_dice", "dsb", "f1_iou50"]
-    assert set(compared["n"]) == {len(samples)} and set(compared["difference"]) == {0.0}
+    compared = pd.read_csv(tmp_path / "c.csv").set_index("metric")
+    assert compared.index.tolist() == ["native_dice", "dsb", "f1_iou50"]
+    assert set(compared["n"]) == {len(samples)}
+    assert compared.loc["native_dice", "difference"] == pytest.approx(-0.3 / len(samples))
+    assert compared.loc["dsb", "difference"] == 0 and compared.loc["f1_iou50", "difference"] == 0
 
 
 def test_study_queue_dry_run_prints_one_command_per_setting(capsys):

@@ -24,8 +24,15 @@ def test_resize_mask_thresholds_coverage_at_one_half():
     np.testing.assert_array_equal(resize_mask(mask, 2), [[1, 1], [1, 1]])
 
 
-def test_resize_mask_is_exactly_binary_where_per_nucleus_resizing_is_not():
+def test_resize_mask_covers_the_union_where_per_nucleus_resizing_leaves_fractions():
     from PIL import Image
+
+    # two nuclei share the top-right 2x2 block, a quarter of it and half of it: together 3/4
+    a, b = np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)
+    a[:2, :2], a[0, 2], b[:2, 3] = 1, 1, 1
+    np.testing.assert_array_equal(resize_mask(label_image([a, b]) > 0, 2), [[1, 1], [0, 0]])
+    apart = sum(np.asarray(Image.fromarray(n.astype(np.float32)).resize((2, 2), Image.BOX)) for n in (a, b))
+    np.testing.assert_allclose(apart, [[1, 0.75], [0, 0]])   # each resized, then added up
 
     shape = (101, 133)
     nuclei = [disk(shape, (30, 30), 9), disk(shape, (31, 50), 9), disk(shape, (70, 100), 5)]

@@ -76,20 +76,32 @@ def augmented(tmp_path_factory):
     return folder, *_train_augmented(folder)
 
 
-def test_one_epoch_saves_a_loadable_model(augmented):
+def _hard_dice(model, x, y):
+    """Mean Dice of the saved model's masks (probability above one half), as `val_dice` counts it."""
+    pred = predict_probs(model, x) > 0.5
+    return np.mean([2 * (p & t).sum() / (p.sum() + t.sum() + 1e-6) for p, t in zip(pred, y.astype(bool))])
+
+
+def test_one_epoch_saves_the_trained_model(augmented):
     folder, history, info = augmented
     assert list(history["epoch"]) == [1] and {"loss", "val_loss", "val_dice", "lr"} <= set(history)
     assert info["best_epoch"] == 1 and info["epochs_run"] == 1
-    probs = predict_probs(load_model(folder / "m.keras"), _data(3, seed=9)[0])
-    assert probs.shape == (3, 32, 32) and 0 <= probs.min() and probs.max() <= 1
+    x, y = _data(6)
+    model = load_model(folder / "m.keras")
+    assert predict_probs(model, _data(3, seed=9)[0]).shape == (3, 32, 32)
+    # the file holds the weights that were validated, not a freshly built model
+    assert _hard_dice(model, x[:2], y[:2]) == pytest.approx(history["val_dice"].iloc[0], abs=1e-3)
     assert sorted(p.name for p in folder.iterdir()) == ["m.keras"]   # no checkpoint debris
 
 
-def test_finetune_phase_continues(tmp_path):
+def test_finetune_phase_follows_and_the_best_epoch_is_saved(tmp_path):
     history, info = _train(tmp_path, "f.keras", finetune_epochs=1, freeze_encoder=True)
     assert list(history["phase"]) == [1, 2] and list(history["epoch"]) == [1, 2]
     model = load_model(tmp_path / "f.keras")
     assert model.output_shape == (None, 32, 32, 1)
+    x, y = _data(4)
+    best = history.set_index("epoch").loc[info["best_epoch"], "val_dice"]
+    assert _hard_dice(model, x[:2], y[:2]) == pytest.approx(best, abs=1e-3)
 
 
 # Two phases long enough to show the checkpoint, early stopping and the schedule at work. The model
