@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "dsb2018" / "stage1_train.zip"
-SECTIONS = ("ingest", "train", "threads", "infer", "native", "evaluate", "repro", "rss")
+SECTIONS = ("ingest", "train", "threads", "onednn", "infer", "native", "evaluate", "repro", "rss")
 
 
 def median_time(func, repeats):
@@ -176,13 +176,14 @@ def train_rate(way, freeze, policy, epochs):
     return _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
 
 
-def _child_train_rate(way, freeze, policy, epochs, threads=("", "")):
+def _child_train_rate(way, freeze, policy, epochs, settings=None):
     """`train_rate` in a fresh process: measured in one process one after another, later
-    configurations ran up to 1.5x slower than alone. TensorFlow also reads its thread
-    settings (`threads`: intra-op, inter-op; "" = its own choice) only at start-up."""
-    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-    env = {k: v for k, v in os.environ.items() if k not in names}
-    env.update({k: v for k, v in zip(names, threads) if v})
+    configurations ran up to 1.5x slower than alone. TensorFlow also reads its thread settings
+    and TF_ENABLE_ONEDNN_OPTS only at start-up: `settings` maps such variables to their values
+    ("" = unset, TensorFlow's choice)."""
+    settings = settings or {}
+    env = {k: v for k, v in os.environ.items() if k not in settings}
+    env.update({k: v for k, v in settings.items() if v})
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
             f"print(bench.train_rate({way!r}, {freeze!r}, {policy!r}, {epochs}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -227,8 +228,27 @@ THREAD_SETTINGS = {   # name: (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS); 
 def bench_threads(epochs):
     """The thread-settings lever: our frozen-encoder training throughput under each of
     THREAD_SETTINGS."""
-    return {f"{name}_img_s": _child_train_rate("ours", True, "float32", epochs, threads)
+    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+    return {f"{name}_img_s": _child_train_rate("ours", True, "float32", epochs, dict(zip(names, threads)))
             for name, threads in THREAD_SETTINGS.items()}
+
+
+def bench_onednn(epochs, rounds):
+    """The kernel-library lever: our training throughput with TensorFlow's oneDNN operations
+    (its default on x86) and without them (TF_ENABLE_ONEDNN_OPTS=0: Eigen's kernels), the two
+    alternating in `rounds` rounds. Reported: medians, and the median of the per-round ratios."""
+    results = {}
+    for freeze in (True, False):
+        key = "frozen" if freeze else "trainable"
+        runs = {flag: [] for flag in ("1", "0")}
+        for _ in range(rounds):
+            for flag, rates in runs.items():
+                rates.append(_child_train_rate("ours", freeze, "float32", epochs, {"TF_ENABLE_ONEDNN_OPTS": flag}))
+        for flag, name in (("1", "onednn"), ("0", "eigen")):
+            results[f"{key}_{name}_img_s"] = statistics.median(runs[flag])
+            results[f"{key}_{name}_runs"] = runs[flag]
+        results[f"{key}_eigen_vs_onednn"] = statistics.median(a / b for a, b in zip(runs["0"], runs["1"]))
+    return results
 
 
 def bench_infer(model, lite, repeats):
@@ -369,6 +389,8 @@ def main():
             best * results["model"]["train_gflop_per_image_trainable"] / results["machine"]["sgemm_gflops"])
     if "threads" in only:
         results["threads"] = bench_threads(args.train_epochs)
+    if "onednn" in only:
+        results["onednn"] = bench_onednn(args.train_epochs, args.repeats)
     if only & {"infer", "native"}:
         # converted only now: with the interpreter and the converter's graphs in the process,
         # training in it ran at half speed (measured: 13 against 26 img/s)
