@@ -218,19 +218,17 @@ def bench_train(epochs, rounds, policy_names=("float32", "mixed_bfloat16")):
     return results
 
 
-THREAD_SETTINGS = {   # name: (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS); "" = TensorFlow's choice
-    "default": ("", ""),
-    "intra2_inter1": ("2", "1"),
-    "intra1_inter2": ("1", "2"),
+THREAD_SETTINGS = {   # name: TensorFlow's thread variables; "" = TensorFlow's choice
+    name: {"TF_NUM_INTRAOP_THREADS": intra, "TF_NUM_INTEROP_THREADS": inter}
+    for name, (intra, inter) in {"default": ("", ""), "intra2_inter1": ("2", "1"), "intra1_inter2": ("1", "2")}.items()
 }
 
 
 def bench_threads(epochs):
     """The thread-settings lever: our frozen-encoder training throughput under each of
     THREAD_SETTINGS."""
-    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-    return {f"{name}_img_s": _child_train_rate("ours", True, "float32", epochs, dict(zip(names, threads)))
-            for name, threads in THREAD_SETTINGS.items()}
+    return {f"{name}_img_s": _child_train_rate("ours", True, "float32", epochs, settings)
+            for name, settings in THREAD_SETTINGS.items()}
 
 
 def bench_onednn(epochs, rounds):
