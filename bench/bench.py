@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -29,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ZIP = ROOT.parent / "shared" / "data" / "dsb2018" / "stage1_train.zip"
-SECTIONS = ("ingest", "train", "threads", "onednn", "infer", "native", "evaluate", "repro", "rss")
+SECTIONS = ("ingest", "train", "threads", "onednn", "profile", "infer", "native", "evaluate", "repro", "rss")
 
 
 def median_time(func, repeats):
@@ -176,18 +177,22 @@ def train_rate(way, freeze, policy, epochs):
     return _epoch_rate(lambda: model.fit(ds, epochs=1, verbose=0), len(x), epochs)
 
 
-def _child_train_rate(way, freeze, policy, epochs, settings=None):
-    """`train_rate` in a fresh process: measured in one process one after another, later
-    configurations ran up to 1.5x slower than alone. TensorFlow also reads its thread settings
-    and TF_ENABLE_ONEDNN_OPTS only at start-up: `settings` maps such variables to their values
-    ("" = unset, TensorFlow's choice)."""
+def _child(call, settings=None):
+    """`call` (an expression over this module, printing JSON) in a fresh process: measured in one
+    process one after another, later training configurations ran up to 1.5x slower than alone.
+    TensorFlow also reads its thread settings and TF_ENABLE_ONEDNN_OPTS only at start-up:
+    `settings` maps such variables to their values ("" = unset, TensorFlow's choice)."""
     settings = settings or {}
     env = {k: v for k, v in os.environ.items() if k not in settings}
     env.update({k: v for k, v in settings.items() if v})
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
-            f"print(bench.train_rate({way!r}, {freeze!r}, {policy!r}, {epochs}))")
+    code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench; "
+            f"print(json.dumps(bench.{call}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def _child_train_rate(way, freeze, policy, epochs, settings=None):
+    return _child(f"train_rate({way!r}, {freeze!r}, {policy!r}, {epochs})", settings)
 
 
 def bench_train(epochs, rounds, policy_names=("float32", "mixed_bfloat16")):
@@ -247,6 +252,81 @@ def bench_onednn(epochs, rounds):
             results[f"{key}_{name}_runs"] = runs[flag]
         results[f"{key}_eigen_vs_onednn"] = statistics.median(a / b for a, b in zip(runs["0"], runs["1"]))
     return results
+
+
+DECODER_BLOCK = re.compile(r"/(up_\d+|logits)(?:_\d+)?/")   # the block an op belongs to: up_0 ... up_3, logits
+
+
+def step_profile(freeze, steps=5):
+    """Where a training step's time goes: TensorFlow's profiler over `steps` steps of ours (batch
+    16 of training images, 128 px), its per-op times summed by what the op does. The decoder's
+    transposed convolutions are three ops each, all named ``conv_transpose``: the forward pass
+    (Conv2DBackpropInput), the gradient of the input (Conv2D) and of the kernel
+    (Conv2DBackpropFilter); each costs the layer's forward FLOPs. Shares are of the time ops ran
+    (summed over ops, which can overlap on the cores; idle time left out). Encoder ops are those
+    under the encoder model, the rest (decoder BatchNorm, ReLU and concatenations, the loss, the
+    optimizer) other."""
+    import tensorflow as tf
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as profiler_plugin
+
+    from nucseg.model import get_model
+    from nucseg.train import compile_model
+
+    x, y = _training_arrays()
+    x, y = x[:16, ..., None], y[:16, ..., None].astype(np.float32)
+    model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    step_s, _ = median_time(lambda: model.train_on_batch(x, y), steps)
+    with tempfile.TemporaryDirectory(prefix="nucseg-profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        tf.profiler.experimental.stop()
+        [xspace] = Path(logdir).glob("plugins/profile/*/*.xplane.pb")
+        data, ok = profiler_plugin.xspace_to_tools_data([str(xspace)], "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(f"TensorFlow's profiler could not read {xspace.name}")
+    table = json.loads(data)[0]
+    names = [col["id"] for col in table["cols"]]
+    ops = [dict(zip(names, [cell.get("v") if cell else None for cell in row["c"]])) for row in table["rows"]]
+
+    flops = {}   # forward FLOPs of each transposed convolution, a batch of 16
+    for name in ("up_0", "up_1", "up_2", "up_3", "logits"):
+        block = model.get_layer(name)
+        conv = block if name == "logits" else block.layers[0]
+        _, h, w, cin = block.input.shape
+        kh, kw, cout, _ = conv.kernel.shape
+        flops[name] = 2 * 16 * h * w * kh * kw * cin * cout
+    kinds = {"Conv2DBackpropInput": "forward", "Conv2D": "input_gradient", "Conv2DBackpropFilter": "kernel_gradient"}
+    ms = {"busy": 0.0, "encoder": 0.0, **{kind: 0.0 for kind in kinds.values()}}
+    gflop = dict.fromkeys(kinds.values(), 0.0)
+    for op in ops:
+        if op["type"] == "IDLE":
+            continue
+        t = op["total_self_time"] / 1e3 / steps        # microseconds over all steps -> ms per step
+        ms["busy"] += t
+        if "conv_transpose" in op["operation"]:
+            kind = kinds[op["type"]]
+            ms[kind] += t
+            gflop[kind] += flops[DECODER_BLOCK.search(op["operation"]).group(1)] / 1e9
+        elif "/encoder" in op["operation"]:
+            ms["encoder"] += t
+    tconv = sum(ms[kind] for kind in kinds.values())
+    return {"step_ms": step_s * 1e3, "busy_ms": ms["busy"],
+            "transposed_conv_share": tconv / ms["busy"], "encoder_share": ms["encoder"] / ms["busy"],
+            **{f"{kind}_share": ms[kind] / ms["busy"] for kind in kinds.values()},
+            **{f"{kind}_gflop_s": gflop[kind] / ms[kind] * 1e3 for kind in kinds.values() if ms[kind]},
+            # how much faster a step could be if every other op took no time: bounds of any lever
+            # that leaves the model's arithmetic as it is (the encoder's is needed when it trains)
+            "bound_transposed_convs_only": ms["busy"] / tconv,
+            "bound_transposed_convs_and_encoder": ms["busy"] / (tconv + ms["encoder"])}
+
+
+def bench_profile(steps):
+    """`step_profile` with the encoder frozen and trainable, each in a fresh process."""
+    return {("frozen" if freeze else "trainable"): _child(f"step_profile({freeze!r}, {steps})")
+            for freeze in (True, False)}
 
 
 def bench_infer(model, lite, repeats):
@@ -389,6 +469,8 @@ def main():
         results["threads"] = bench_threads(args.train_epochs)
     if "onednn" in only:
         results["onednn"] = bench_onednn(args.train_epochs, args.repeats)
+    if "profile" in only:
+        results["profile"] = bench_profile(5)
     if only & {"infer", "native"}:
         # converted only now: with the interpreter and the converter's graphs in the process,
         # training in it ran at half speed (measured: 13 against 26 img/s)
