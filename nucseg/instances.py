@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
+from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
 from .params import FILL_HOLES
@@ -52,8 +52,7 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
         distance = ndi.distance_transform_edt(mask)
         if smooth:
             distance = ndi.gaussian_filter(distance, smooth)
-        # 8-connected, as h_maxima finds them: a plateau along a diagonal ridge is one maximum
-        seeds, _ = ndi.label(h_maxima(distance, split_depth), np.ones((3, 3)))
+        seeds = _seeds(distance, split_depth)
         # a component without a seed (too small or flat) keeps its own label
         unseeded = np.setdiff1d(np.unique(labels[mask]), np.unique(labels[seeds > 0]))
         extra = np.isin(labels, unseeded)
@@ -67,6 +66,32 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
     if fill_holes == "nucleus":   # after the specks go: one inside a hole would count as a second nucleus
         labels = fill_own_holes(labels)
     return relabel_sequential(labels)[0].astype(np.int32)
+
+
+def _seeds(distance, depth):
+    """The watershed's seeds: the tops of the maxima of `distance` that stand at least `depth`
+    above the saddle to any higher one (the pixels skimage's `h_maxima` marks), numbered in raster
+    order of their first pixel.
+
+    Tops are 8-connected, so that a plateau along a diagonal ridge is one seed. Two tops of equal
+    height joined by a saddle less than `depth` below them (two lobes of one nucleus with a shallow
+    waist) are one seed: `h_maxima` marks both, and the watershed would split the nucleus at its
+    waist. They lie on one plateau of the h-maxima transform, which is what joins them here.
+    """
+    if depth > np.ptp(distance):
+        return np.zeros(distance.shape, np.int32)
+    # the h-maxima transform, as h_maxima computes it (the resolution term absorbs rounding)
+    resolution = 2 * np.finfo(distance.dtype).resolution * np.abs(distance)
+    transform = reconstruction(distance - depth - resolution, distance, method="dilation")
+    tops, n = ndi.label(distance - transform >= depth, np.ones((3, 3)))
+    if not n:
+        return tops
+    plateaus, _ = ndi.label(local_maxima(transform, connectivity=2), np.ones((3, 3)))
+    plateau = ndi.maximum(plateaus, tops, np.arange(1, n + 1)).astype(np.int64)   # of each top
+    # one seed per plateau, numbered by its first top
+    _, first, which = np.unique(plateau, return_index=True, return_inverse=True)
+    seed_of_top = np.concatenate([[0], np.argsort(np.argsort(first))[which] + 1])
+    return seed_of_top[tops].astype(np.int32)
 
 
 def fill_own_holes(labels):

@@ -112,12 +112,22 @@ def kaggle_zip(tmp_path, samples):
 
 
 def have_shared_zip():
-    """Whether ../shared holds a readable data zip (absent, truncated or a Git LFS pointer: no)."""
-    return zipfile.is_zipfile(SHARED_ZIP)
+    """Whether ../shared holds the data zip: absent, or a Git LFS pointer (a checkout without its
+    large files), is no, and the tests that need it skip. Present but unreadable (truncated or
+    corrupt) fails the test instead: CI has the zip, and a broken copy must not turn its real-data
+    tests into skips."""
+    if not SHARED_ZIP.exists():
+        return False
+    with open(SHARED_ZIP, "rb") as f:
+        if f.read(40).startswith(b"version https://git-lfs"):
+            return False
+    if not zipfile.is_zipfile(SHARED_ZIP):
+        pytest.fail(f"{SHARED_ZIP} is not a readable zip: copy stage1_train.zip there again", pytrace=False)
+    return True
 
 
 @pytest.fixture
 def shared_zip():
     if not have_shared_zip():
-        pytest.skip(f"{SHARED_ZIP} absent or not a zip file")
+        pytest.skip(f"{SHARED_ZIP} absent (or only its Git LFS pointer)")
     return SHARED_ZIP

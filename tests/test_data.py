@@ -59,8 +59,12 @@ def test_ingest_synthetic(kaggle_zip, samples):
     assert (meta["height"][0], meta["width"][0]) == first.shape[:2]
     assert meta.set_index("id")["color"].to_dict() == {
         i: samples[i][0].ndim == 3 for i in samples}
+    for i, image_id in enumerate(meta["id"]):       # each image's own, in the table's order
+        np.testing.assert_array_equal(images[i], prepare_image(samples[image_id][0], 32))
     serial, _ = ingest(source, img_size=32, jobs=1)
     np.testing.assert_array_equal(images, serial)
+    unnormalised, _ = ingest(source, img_size=32, normalization="none", jobs=1)
+    assert not np.allclose(unnormalised, images)
 
 
 def test_select_orders_by_requested_ids():

@@ -27,15 +27,25 @@ def test_noise_levels():
     assert gaussian_noise(x, 0.1, RNG(0)).std() == pytest.approx(0.1, rel=0.05)
     # shot noise: variance of counts equals their mean, so std = sqrt(0.5 * photons) / photons
     assert poisson_noise(x, 50, RNG(0)).std() == pytest.approx(np.sqrt(25) / 50, rel=0.05)
-    hit = salt_and_pepper(x, 0.1, RNG(0)) != 0.5
+    salted = salt_and_pepper(x, 0.1, RNG(0))
+    hit = salted != 0.5
     assert hit.mean() == pytest.approx(0.1, abs=0.01)
+    assert set(np.unique(salted[hit])) == {0.0, 1.0}                     # dead or hot
+    assert (salted[hit] == 1).mean() == pytest.approx(0.5, abs=0.05)
 
 
 def test_blur_and_illumination_by_hand():
-    x = np.zeros((9, 9))
-    x[4, 4] = 1
-    blurred = gaussian_blur(x, 1.0)
-    assert blurred.sum() == pytest.approx(1.0) and blurred[4, 4] < 0.2
+    x = np.zeros((21, 21))
+    x[10, 10] = 1
+    for sigma in (1.0, 2.0):
+        # a point's image is the sampled Gaussian: exp(-d^2 / 2 sigma^2) relative to its centre
+        blurred = gaussian_blur(x, sigma)
+        assert blurred.sum() == pytest.approx(1.0)
+        assert blurred[10, 11] / blurred[10, 10] == pytest.approx(np.exp(-0.5 / sigma**2))
+        assert blurred[12, 11] / blurred[10, 10] == pytest.approx(np.exp(-5 / 2 / sigma**2))
+    # sigma 1, scipy's radius of 4 sigma: centre 1 / S^2, S = sum of exp(-k^2 / 2) for k in -4..4
+    S = 1 + 2 * (np.exp(-0.5) + np.exp(-2) + np.exp(-4.5) + np.exp(-8))
+    assert gaussian_blur(x, 1.0)[10, 10] == pytest.approx(1 / S**2)
     flat = np.full((4, 5), 0.4)
     ramp = linear_gradient(flat, 0.5)
     np.testing.assert_allclose(ramp[:, 0], 0.4 * 0.5)                  # dim side: halved

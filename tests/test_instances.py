@@ -186,3 +186,21 @@ def test_unknown_fill_holes_is_refused():
 
 def test_empty_mask():
     assert instances(np.zeros((8, 8))).max() == 0
+
+
+@pytest.mark.parametrize("apart, second_radius", [(10, 10), (14, 10), (16, 10), (14, 9), (16, 9)])
+def test_split_depth_is_the_waist_a_split_needs(apart, second_radius):
+    """Two disks joined by a waist: split when the waist lies deeper than `split_depth` below the
+    lower centre (in the smoothed distance map), one nucleus when it lies less deep. Equal disks
+    were split at any depth: both their centres are maxima of equal height, and skimage's
+    `h_maxima` keeps both."""
+    from scipy import ndimage as ndi
+
+    shape = (40, 70)
+    mask = disk(shape, (20, 20), 10) | disk(shape, (20, 20 + apart), second_radius)
+    distance = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 1.0)
+    lower_centre = min(distance[20, 14:27].max(), distance[20, 14 + apart:27 + apart].max())
+    depth = lower_centre - distance[20, 20:21 + apart].min()
+    assert 0.5 < depth < 3.5
+    assert instances(mask, split_depth=depth - 0.2).max() == 2
+    assert instances(mask, split_depth=depth + 0.2).max() == 1

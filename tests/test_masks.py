@@ -48,6 +48,9 @@ def test_build_masks_matches_the_nuclei(kaggle_zip, samples):
     source = RawSource(kaggle_zip)
     masks, labels = build_masks(source, img_size=32, jobs=2)
     assert masks.shape == (len(samples), 32, 32) and set(np.unique(masks)) <= {0, 1}
+    assert source.ids == sorted(samples)
+    for i, image_id in enumerate(source.ids):   # each image's own union of nuclei, resized, in order
+        np.testing.assert_array_equal(masks[i], resize_mask(np.any(samples[image_id][1], axis=0), 32))
     for image_id, (image, nuclei) in samples.items():
         assert labels[image_id].shape == image.shape[:2]
         assert labels[image_id].max() == len(nuclei)

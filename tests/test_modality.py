@@ -8,6 +8,9 @@ def test_rule():
     assert modality(True, 0.8) == "histology"
     assert modality(False, 0.8) == "brightfield"
     assert modality(False, 0.05) == "fluorescence"
+    # the boundary: a mean gray value above one half is a light background
+    assert modality(False, 0.5) == "fluorescence" and modality(False, 0.51) == "brightfield"
+    assert modality(False, 0.45, bright=0.4) == "brightfield"
 
 
 def test_on_the_synthetic_kinds(kaggle_zip):
