@@ -68,6 +68,22 @@ def test_blur_keeps_mean_and_smooths():
     assert np.abs(np.diff(out, axis=0)).mean() < np.abs(np.diff(image, axis=0)).mean()
 
 
+def test_blur_of_a_point_is_the_sampled_gaussian():
+    point = np.zeros((21, 21, 1), np.float32)
+    point[10, 10] = 1
+    for sigma in (0.5, 1.0, 2.0):
+        out = blur(tf.constant(point), tf.constant(sigma), 2.0).numpy()[..., 0]
+        assert out.sum() == pytest.approx(1.0, rel=1e-5)
+        # exp(-d^2 / 2 sigma^2) relative to the centre, d the distance to the point
+        assert out[10, 11] / out[10, 10] == pytest.approx(np.exp(-0.5 / sigma**2), rel=1e-4)
+        assert out[12, 11] / out[10, 10] == pytest.approx(np.exp(-2.5 / sigma**2), rel=1e-4)
+    # sigma 1 on a radius of 3 (max_sigma 1): centre 1 / S^2, S = sum of exp(-k^2 / 2), k in -3..3
+    S = 1 + 2 * (np.exp(-0.5) + np.exp(-2) + np.exp(-4.5))
+    out = blur(tf.constant(point), tf.constant(1.0), 1.0).numpy()[..., 0]
+    assert out[10, 10] == pytest.approx(1 / S**2, rel=1e-5)
+    assert out[10, 14] == 0                                # beyond the radius
+
+
 def test_every_image_gets_its_own_draw():
     # the notebook's blur always hit the first training image; here each image draws its own
     images = np.stack([_pair(s)[0][..., 0] for s in range(4)])

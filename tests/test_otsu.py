@@ -3,7 +3,21 @@ import numpy as np
 from conftest import synthetic_sample
 from nucseg.data import prepare_image
 from nucseg.metrics import pixel_metrics
-from nucseg.otsu import otsu_batch, otsu_segment
+from nucseg.otsu import otsu_batch, otsu_native, otsu_segment
+
+
+def test_otsu_native_is_otsu_of_each_image_at_its_own_size(kaggle_zip, samples):
+    from nucseg.data import native_gray
+    from nucseg.io import RawSource
+
+    source = RawSource(kaggle_zip)
+    masks = otsu_native(source, source.ids, jobs=2)
+    assert list(masks) == source.ids
+    for image_id, (image, nuclei) in samples.items():
+        np.testing.assert_array_equal(masks[image_id], otsu_segment(native_gray(image)))
+        # bright nuclei on dark and dark (rgb) nuclei on light alike: the disks, nearly exactly
+        summary, _ = pixel_metrics(np.any(nuclei, axis=0)[None], masks[image_id][None])
+        assert summary["mean"]["dice"] > 0.95
 
 
 def test_bright_nuclei_on_dark():

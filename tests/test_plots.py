@@ -39,15 +39,24 @@ def test_training_curves(tmp_path, saved):
         assert list(best.get_xdata()) == [2, 2]   # the lowest val_loss, in both panels
 
 
-def test_metric_bars_with_and_without_instance_panels(tmp_path):
-    pixel = {"precision": 0.8, "recall": 0.7, "dice": 0.75, "iou": 0.6}
-    summary = {m: {"mean": pixel, "pooled": pixel} for m in ("otsu", "unet")}
+def test_metric_bars_with_and_without_instance_panels(tmp_path, saved):
+    def pixel(shift):
+        return {"precision": 0.8 - shift, "recall": 0.7 - shift, "dice": 0.75 - shift, "iou": 0.6 - shift}
+
+    summary = {m: {"mean": pixel(k / 10), "pooled": pixel(k / 10 + 0.05)} for k, m in enumerate(("otsu", "unet"))}
     metric_bars(summary, tmp_path / "a.png")
-    for m in summary:
-        summary[m] |= {"native": pixel, "instance": {"dsb": 0.4, "f1_iou50": 0.6, "count_mae": 3}}
+    for k, m in enumerate(summary):
+        summary[m] |= {"native": pixel(k / 10 + 0.02), "instance": {"dsb": 0.4 + k / 10, "f1_iou50": 0.6, "count_mae": 3}}
     metric_bars(summary, tmp_path / "b.png")
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert b.size[0] > a.size[0]   # two more panels
+    assert len(saved["a"]) == 2
+    # each panel: per method, a bar per metric of that panel, as high as its value (count_mae not drawn)
+    for ax, panel in zip(saved["b"], ("mean", "pooled", "native", "instance")):
+        bars = [[bar.get_height() for bar in container] for container in ax.containers]
+        metrics = ["dsb", "f1_iou50"] if panel == "instance" else ["precision", "recall", "dice", "iou"]
+        assert bars == [[summary[m][panel][k] for k in metrics] for m in ("otsu", "unet")]
+        assert [c.get_label() for c in ax.containers] == ["otsu", "unet"]
 
 
 def test_gallery(tmp_path, saved):
