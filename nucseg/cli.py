@@ -149,7 +149,7 @@ def _load_model(path):
     from .evaluate import load_model
 
     try:
-        return load_model(path)
+        model = load_model(path)
     except NucsegError:
         raise
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors ... for a bad file
@@ -157,6 +157,15 @@ def _load_model(path):
         if reason.startswith("File not found"):   # Keras's words for any file that is not a whole zip
             reason = "not a whole .keras zip: damaged or cut short? copy it again"
         raise _not_model(path, f" ({reason})") from None
+    # another Keras model loads too: refuse it before any image is read (a .tflite is checked on load)
+    if Path(path).suffix.lower() == ".tflite":
+        return model
+    shapes = [getattr(model, "input_shape", None), getattr(model, "output_shape", None)]
+    if any(not (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 1 and shape[1] == shape[2]
+                and isinstance(shape[1], int)) for shape in shapes):
+        raise _not_model(path, f" (it maps {shapes[0]} to {shapes[1]}; a nucseg model maps a square grayscale "
+                               "image (size, size, 1) to one of logits)")
+    return model
 
 
 def cmd_predict(args):

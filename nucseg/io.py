@@ -21,6 +21,7 @@ from .png import SIGNATURE, PNGError, read_gray8
 LAYOUT = "Kaggle layout: <id>/images/<id>.png and <id>/masks/*.png"
 ZIP_NAME = "stage1_train.zip"
 DIR_NAME = "stage1_train"
+OTHER_IMAGE_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gif")   # masks must be PNG
 
 
 class NucsegError(Exception):
@@ -378,6 +379,9 @@ def _index_layout(names, root, require_masks=True):
         elif len(parts) == 3 and parts[1] == "masks" and parts[2]:
             if parts[2].lower().endswith(".png"):
                 masks.setdefault(parts[0], []).append(name)
+            elif parts[2].lower().endswith(OTHER_IMAGE_SUFFIXES):   # a nucleus left out would go unnoticed
+                raise NucsegError(f"{root}/{prefix}{name}: a mask that is not a PNG; masks are read as PNGs only: "
+                                  "save it as PNG")
         elif len(parts) >= 2 and parts[1] == "masks":
             mask_dirs.add(parts[0])
     if not images:

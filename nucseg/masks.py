@@ -39,7 +39,9 @@ def resize_mask(mask, size):
 def read_labels(source, image_id):
     """The native-resolution instance label image of one image of a `RawSource`, from its masks.
 
-    A mask of another size than its image raises `NucsegError` naming the mask.
+    A mask of another size than its image, or one holding several nonzero values (a label image,
+    as Fiji, QuPath or Cellpose export, which would count as one nucleus), raises `NucsegError`
+    naming the mask.
     """
     height, width = shape = source.image_size(image_id)
     bands = []
@@ -47,6 +49,10 @@ def read_labels(source, image_id):
         if (h, w) != shape:
             raise NucsegError(f"{name} is {w}x{h} but its image is {width}x{height}; "
                               "every mask must have its image's size")
+        values = rows[rows > 0]
+        if values.size and values.min() != values.max():
+            raise NucsegError(f"{name} holds values {values.min()} to {values.max()} besides 0, as a label image "
+                              "does; masks/ holds one PNG per nucleus, 0 outside it: write each label as its own PNG")
         bands.append((top, rows))
     return label_image(bands, shape)
 

@@ -269,6 +269,27 @@ def test_model_files_that_are_not_nucseg_models_give_one_line(tmp_path, folder, 
     assert "damaged or cut short? copy it again" in err
 
 
+def test_keras_models_of_another_shape_are_refused_before_any_image(tmp_path, folder, capsys):
+    """A Keras model that loads but is not a U-Net of ours: RGB input, free spatial size, a classifier."""
+    import keras
+
+    def save(name, inputs, outputs):
+        keras.Model(inputs, outputs).save(tmp_path / name)
+
+    rgb = keras.Input((32, 32, 3))
+    save("rgb.keras", rgb, keras.layers.Conv2D(1, 1)(rgb))
+    free = keras.Input((None, None, 1))
+    save("free.keras", free, keras.layers.Conv2D(1, 1)(free))
+    gray = keras.Input((32, 32, 1))
+    save("classifier.keras", gray, keras.layers.Dense(2)(keras.layers.Flatten()(gray)))
+    for name in ("rgb.keras", "free.keras", "classifier.keras"):
+        assert main(["predict", str(folder), "--model", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 1
+        err = _one_error_line(capsys)
+        assert f"{tmp_path / name}: not a nucseg model (it maps (None, " in err
+        assert "a nucseg model maps a square grayscale image (size, size, 1)" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys, monkeypatch):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "masks").write_text("a file where the masks folder goes")

@@ -78,3 +78,31 @@ def test_real_masks_of_three_images(shared_zip, tmp_path):
         assert labels[image_id].max() == len(source.masks[image_id])
         assert labels[image_id].shape == source.image_size(image_id)
         assert 0.01 < masks[i].mean() < 0.9
+
+
+def test_a_label_image_among_the_masks_is_refused(kaggle_dir, samples):
+    """One PNG numbering its nuclei 1..K (what Fiji, QuPath or Cellpose export) would count as a
+    single nucleus."""
+    from conftest import png_bytes
+
+    bad = sorted(samples)[2]
+    nuclei = samples[bad][1]
+    for old in (kaggle_dir / bad / "masks").iterdir():
+        old.unlink()
+    labels = sum((k + 1) * n.astype(np.uint8) for k, n in enumerate(nuclei))
+    (kaggle_dir / bad / "masks" / "labels.png").write_bytes(png_bytes(labels))
+    with pytest.raises(NucsegError) as exc:
+        build_masks(RawSource(kaggle_dir), img_size=32, jobs=1)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert f"{bad}/masks/labels.png holds values 1 to {len(nuclei)} besides 0, as a label image does" in message
+    assert "write each label as its own PNG" in message
+
+
+def test_a_mask_that_is_not_a_png_is_refused(kaggle_dir, samples):
+    bad = sorted(samples)[1]
+    (kaggle_dir / bad / "masks" / "m000.png").rename(kaggle_dir / bad / "masks" / "m000.tif")
+    with pytest.raises(NucsegError, match=rf"{bad}/masks/m000.tif: a mask that is not a PNG; .*save it as PNG"):
+        RawSource(kaggle_dir)
+    (kaggle_dir / bad / "masks" / "m000.tif").rename(kaggle_dir / bad / "masks" / "notes.txt")
+    assert len(RawSource(kaggle_dir).masks[bad]) == len(samples[bad][1]) - 1     # not an image: left alone
