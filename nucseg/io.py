@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,8 @@ REPLACE_ZIP = f"delete it and 'dvc repro' downloads {ZIP_NAME} again (or put a g
 USER_FIX = "save it again as PNG or TIFF (one 2-D gray or RGB image), or leave it out"
 USER_PNG_FIX = "save it again as PNG (one 2-D gray or RGB image), or remove its folder"   # Kaggle layout: PNG only
 USER_ZIP_FIX = "make the zip again or give the folder it was made from"
+USER_ZIP_PLAIN_FIX = ("make the zip again without a password and with standard compression, "
+                      "or give the folder it was made from")
 
 
 def decode_png(data, name, fix=REPLACE_FROM_ZIP):
@@ -301,8 +304,11 @@ class RawSource:
                 self._zip = zipfile.ZipFile(self.path)
             try:
                 return self._zip.read(self.prefix + member)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:   # damaged
                 raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc}); {self.archive_fix}") from None
+            except (RuntimeError, NotImplementedError) as exc:   # encrypted, or compressed as in Deflate64
+                fix = USER_ZIP_PLAIN_FIX if self.archive_fix == USER_ZIP_FIX else self.archive_fix
+                raise NucsegError(f"{self.display(member)}: cannot read from zip ({exc}); {fix}") from None
         return (self.path / self.prefix / member).read_bytes()
 
     def _image_member(self, image_id):

@@ -135,6 +135,52 @@ def test_a_damaged_member_says_how_to_get_a_good_zip(tmp_path, samples):
     assert message.startswith(f"{path}:{member}: cannot read from zip (") and "delete it and 'dvc repro'" in message
 
 
+def _set_in_central_directory(data, member, offset, value):
+    """Set a 2-byte field of `member`'s central-directory entry (8: flags, 10: compression method)."""
+    at = 0
+    while (at := data.find(b"PK\x01\x02", at + 1)) >= 0:
+        name_length = int.from_bytes(data[at + 28:at + 30], "little")
+        if data[at + 46:at + 46 + name_length] == member.encode():
+            data[at + offset:at + offset + 2] = value.to_bytes(2, "little")
+            return data
+    raise AssertionError(f"{member} not in the central directory")
+
+
+@pytest.mark.parametrize("damage", ["encrypted", "deflate64", "bad deflate stream"])
+def test_a_zip_that_zipfile_cannot_read_says_how_to_make_it_again(tmp_path, samples, damage, capsys):
+    """Each of these was a raw traceback (RuntimeError, NotImplementedError, zlib.error)."""
+    from nucseg.cli import main
+
+    path = tmp_path / "mine.zip"
+    with zipfile.ZipFile(write_kaggle_zip(tmp_path / "stored.zip", samples)) as stored, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as deflated:
+        for name in stored.namelist():
+            deflated.writestr(name, stored.read(name))
+    source = RawSource(path, user_data=True)
+    image_id = source.ids[0]
+    member = source.images[image_id]
+    data = bytearray(path.read_bytes())
+    if damage == "encrypted":
+        _set_in_central_directory(data, member, 8, 1)
+    elif damage == "deflate64":
+        _set_in_central_directory(data, member, 10, 9)
+    else:
+        data[data.index(member.encode()) + len(member)] = 0xFF   # deflate block type 3: invalid
+    path.write_bytes(bytes(data))
+    with pytest.raises(NucsegError) as exc:
+        RawSource(path, user_data=True).read_image(image_id)
+    message = _one_line(exc)
+    assert message.startswith(f"{path}:{member}: cannot read from zip (")
+    fix = "make the zip again or give the folder" if damage == "bad deflate stream" else \
+        "make the zip again without a password and with standard compression, or give the folder"
+    assert message.endswith(f"{fix} it was made from")
+    # nucseg predict skips that image with this line and segments the others (exit 2: some failed)
+    capsys.readouterr()
+    assert main(["predict", str(path), "--method", "otsu", "--out", str(tmp_path / "out")]) == 2
+    assert f"skipped: {message}" in capsys.readouterr().out
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == len(samples) - 1
+
+
 def test_images_that_are_not_png_are_named(tmp_path, samples):
     root = tmp_path / "raw"
     write_kaggle_dir(root, samples)
