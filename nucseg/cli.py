@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .io import NucsegError, leftover_temporaries, save_csv, save_json
+from .io import NucsegError, all_or_nothing, leftover_temporaries, save_csv, save_json
 from .params import FILL_HOLES
 
 # the pipeline's defaults, for a model that carries no settings and has no config.json beside it
@@ -283,8 +283,9 @@ def cmd_evaluate(args):
         print(f"{m:8s} {px['dice']:7.4f} {px['iou']:7.4f} {px['precision']:7.4f} {px['recall']:7.4f} "
               f"{inst['dsb']:7.4f} {inst['f1_iou50']:7.4f} {inst['count_mae']:9.2f}")
     if args.out:
-        save_json(args.out, summary)
-        save_csv(Path(args.out).with_suffix(".per_image.csv"), rows)
+        with all_or_nothing():   # the summary and its per-image table land together
+            save_json(args.out, summary)
+            save_csv(Path(args.out).with_suffix(".per_image.csv"), rows)
     return 0
 
 

@@ -186,7 +186,8 @@ def check_params(params, path="params.yaml", required=()):
                 raise NucsegError(f"{path}: {key} names {name!r}, which nucseg does not know; "
                                   f"use {', '.join(DEGRADATIONS)}")
     for name in robustness.get("degradations") or []:
-        if severities and name not in severities:
+        # (severities of another type than a mapping are reported by their section's rules)
+        if isinstance(robustness.get("severities"), dict) and name not in severities:
             raise NucsegError(f"{path}: robustness.degradations names {name} but robustness.severities does not; "
                               "add its severities")
     for name, levels in severities.items():

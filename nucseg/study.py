@@ -131,7 +131,7 @@ def report(study, out_dir="plots/studies"):
     import dvc.api
     from dvc.exceptions import DvcException
 
-    from .io import save_csv
+    from .io import all_or_nothing, save_csv
     from .plots import study_bars
 
     # experiments hang off the commit they were queued from: look back over recent commits too
@@ -144,6 +144,7 @@ def report(study, out_dir="plots/studies"):
     if table.empty:
         raise NucsegError(f"no finished experiment of study {study!r} yet: run 'nucseg study queue {study}' "
                           "and 'dvc queue start' first")
-    save_csv(f"{out_dir}/{study}.csv", table)
-    study_bars(table, f"{out_dir}/{study}.png", title=f"study: {study} (test split)")
+    with all_or_nothing():   # the table and its plot land together
+        save_csv(f"{out_dir}/{study}.csv", table)
+        study_bars(table, f"{out_dir}/{study}.png", title=f"study: {study} (test split)")
     return table

@@ -409,6 +409,27 @@ def test_options_otsu_does_not_use_are_named(tmp_path, folder, capsys):
     assert _one_error_line(capsys) == "error: --resize and --tile 128: give one (--resize is --tile 0)"
 
 
+def test_evaluate_out_lands_whole_or_not_at_all(tmp_path, gray, monkeypatch, capsys):
+    """The summary and its per-image table are written together: a table that cannot be written
+    leaves the previous summary too."""
+    import nucseg.cli
+
+    _, kaggle_zip = gray
+    out = tmp_path / "m.json"
+    evaluate = ["evaluate", str(kaggle_zip), "--method", "otsu", "--out", str(out)]
+    assert main(evaluate) == 0
+    before = out.read_bytes(), out.with_suffix(".per_image.csv").read_bytes()
+
+    def full_disk(path, table):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(nucseg.cli, "save_csv", full_disk)
+    assert main([*evaluate[:-1], str(out), "--min-size", "50"]) == 1          # other scores, not written
+    assert "No space left on device" in _one_error_line(capsys)
+    assert (out.read_bytes(), out.with_suffix(".per_image.csv").read_bytes()) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]    # no temporary left
+
+
 def test_evaluate_bad_solution_csv_names_the_csv_and_the_image(tmp_path, samples, capsys):
     images_only = write_kaggle_dir(tmp_path / "test", samples)
     first = sorted(samples)[0]

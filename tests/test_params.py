@@ -202,6 +202,10 @@ def test_nested_missing_and_cross_checks():
     del params["robustness"]["severities"]["blur"]
     with pytest.raises(NucsegError, match="robustness.degradations names blur but robustness.severities does not"):
         check_params(params)
+    params["robustness"]["severities"] = {}       # none at all: was a KeyError in the robustness stage
+    with pytest.raises(NucsegError, match="robustness.degradations names gaussian_noise but robustness.severities "
+                                          "does not; add its severities"):
+        check_params(params)
     params = committed()
     params["evalute"] = {"threshold": 0.3}
     with pytest.raises(NucsegError, match="'evalute' is not a nucseg section; fix its spelling or remove it"):
