@@ -47,7 +47,7 @@ def read_any_image(path):
 
 def _read_tiff(path):
     """One 2-D image from a TIFF, by its axes: Y, X and, as the last axis, samples (S: gray +
-    alpha, or RGB(A) where the photometric tag says RGB). A stack (planes along Z, T, C or pages)
+    alpha where the extra sample is tagged alpha, or RGB(A) where the photometric tag says RGB). A stack (planes along Z, T, C or pages)
     is refused rather than guessed at: three planes are not an RGB image."""
     import tifffile
 
@@ -56,6 +56,7 @@ def _read_tiff(path):
             series = tif.series[0]
             array, axes = series.asarray(), series.axes
             photometric = getattr(tif.pages[0].photometric, "name", "")
+            extra = [int(e) for e in tif.pages[0].extrasamples]
     except Exception as exc:  # tifffile raises many types for a broken file
         raise NucsegError(f"{path}: not a readable TIFF ({exc}); {USER_FIX}") from None
     if array.size == 0:
@@ -70,6 +71,9 @@ def _read_tiff(path):
     if planes > 1:
         raise NucsegError(f"{path}: a stack of {planes} planes {shape}; save one plane (a 2-D image, e.g. "
                           "the nuclear stain's channel) or a max projection")
+    if samples == 2 and not extra[-1:] in ([1], [2]):   # not gray + (associated or unassociated) alpha
+        raise NucsegError(f"{path}: two channels {shape} that are not gray + alpha; save one channel (a 2-D image, "
+                          "e.g. the nuclear stain's)")
     if samples > 2 and photometric not in ("RGB", "YCBCR") or samples > 4 or axes.rstrip("S") != "YX":
         raise NucsegError(f"{path}: a {photometric or 'TIFF'} image of shape {shape} (axes {series.axes}) is "
                           f"not one gray or RGB image; {USER_FIX}")

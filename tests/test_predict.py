@@ -175,6 +175,22 @@ def test_channels_first_tiff_is_rgb_only_when_tagged_rgb(tmp_path):
         Segmenter("otsu").mask(np.zeros((40, 48, 5), np.uint8))   # not 5 channels of one image
 
 
+def test_two_interleaved_channels_are_gray_and_alpha_only_when_tagged_alpha(tmp_path):
+    """A membrane and a nuclear channel interleaved (YXS, the extra sample untagged) was read as
+    gray + alpha: the nuclear channel dropped, and 0 nuclei found without a word."""
+    image, nuclei = _raw16()
+    two = np.stack([image // 3, image], -1)
+    tifffile.imwrite(tmp_path / "two.tif", two, photometric="minisblack", planarconfig="contig")
+    alpha = np.stack([image, np.full_like(image, 65535)], -1)
+    tifffile.imwrite(tmp_path / "alpha.tif", alpha, photometric="minisblack", planarconfig="contig",
+                     extrasamples=["unassalpha"])
+    with pytest.raises(NucsegError, match=r"two.tif: two channels \(96, 112, 2\) that are not gray \+ alpha; "
+                                          r"save one channel"):
+        discover([tmp_path / "two.tif"])[0].load()
+    np.testing.assert_array_equal(discover([tmp_path / "alpha.tif"])[0].load(), alpha)
+    assert Segmenter("otsu").labels(Segmenter("otsu").mask(alpha)).max() == len(nuclei)
+
+
 def test_discover_kaggle_layout_one_level_down_and_skips_masks_in_plain_folders(tmp_path, samples):
     data = tmp_path / "data"
     write_kaggle_dir(data / "stage1_test", samples)
