@@ -20,8 +20,8 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
     nucleolus stays one, but a ring or a tight cluster of touching nuclei around a gap becomes one
     blob the watershed cannot split (its deepest point is the filled gap). ``"nucleus"`` splits the
     mask as it is and then fills only the holes that lie inside one nucleus: the gap inside a ring
-    stays background and each nucleus of it is found, but a nucleus with a hole of its own can be
-    split around it. `bench/fill_holes.py` compares the modes on the validation split.
+    stays background and each nucleus of it is found, and a nucleus with a hole of its own stays one
+    nucleus, its hole filled. `bench/fill_holes.py` compares the modes on the validation split.
 
     Parameters
     ----------
