@@ -47,8 +47,9 @@ def read_any_image(path):
 
 def _read_tiff(path):
     """One 2-D image from a TIFF, by its axes: Y, X and, as the last axis, samples (S: gray +
-    alpha where the extra sample is tagged alpha, or RGB(A) where the photometric tag says RGB). A stack (planes along Z, T, C or pages)
-    is refused rather than guessed at: three planes are not an RGB image."""
+    alpha where the extra sample is tagged alpha, or RGB(A) where the photometric tag says RGB).
+    A stack (planes along Z, T, C or pages) is refused rather than guessed at: three planes are not
+    an RGB image."""
     import tifffile
 
     try:
@@ -71,7 +72,7 @@ def _read_tiff(path):
     if planes > 1:
         raise NucsegError(f"{path}: a stack of {planes} planes {shape}; save one plane (a 2-D image, e.g. "
                           "the nuclear stain's channel) or a max projection")
-    if samples == 2 and not extra[-1:] in ([1], [2]):   # not gray + (associated or unassociated) alpha
+    if samples == 2 and extra[-1:] not in ([1], [2]):   # not gray + (associated or unassociated) alpha
         raise NucsegError(f"{path}: two channels {shape} that are not gray + alpha; save one channel (a 2-D image, "
                           "e.g. the nuclear stain's)")
     if samples > 2 and photometric not in ("RGB", "YCBCR") or samples > 4 or axes.rstrip("S") != "YX":
