@@ -178,8 +178,8 @@ def train_rate(way, freeze, policy, epochs):
 
 
 def _child(call, settings=None):
-    """`call` (an expression over this module, printing JSON) in a fresh process: measured in one
-    process one after another, later training configurations ran up to 1.5x slower than alone.
+    """The value of `call` (an expression over this module, JSON-serialisable) computed in a fresh
+    process: measured in one process one after another, later training configurations ran up to 1.5x slower than alone.
     TensorFlow also reads its thread settings and TF_ENABLE_ONEDNN_OPTS only at start-up:
     `settings` maps such variables to their values ("" = unset, TensorFlow's choice)."""
     settings = settings or {}
@@ -258,8 +258,8 @@ DECODER_BLOCK = re.compile(r"/(up_\d+|logits)(?:_\d+)?/")   # the block an op be
 
 
 def step_profile(freeze, steps=5):
-    """Where a training step's time goes: TensorFlow's profiler over `steps` steps of ours (batch
-    16 of training images, 128 px), its per-op times summed by what the op does. The decoder's
+    """Where a training step's time goes: TensorFlow's profiler over `steps` steps of ours (a batch
+    of 16 training images, 128 px), its per-op times summed by what the op does. The decoder's
     transposed convolutions are three ops each, all named ``conv_transpose``: the forward pass
     (Conv2DBackpropInput), the gradient of the input (Conv2D) and of the kernel
     (Conv2DBackpropFilter); each costs the layer's forward FLOPs. Shares are of the time ops ran
@@ -269,11 +269,12 @@ def step_profile(freeze, steps=5):
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as profiler_plugin
 
-    from nucseg.model import get_model
+    from nucseg.model import DECODER_FILTERS, get_model
     from nucseg.train import compile_model
 
+    batch = 16
     x, y = _training_arrays()
-    x, y = x[:16, ..., None], y[:16, ..., None].astype(np.float32)
+    x, y = x[:batch, ..., None], y[:batch, ..., None].astype(np.float32)
     model = compile_model(get_model(128, "imagenet", freeze), 1e-3)
     for _ in range(3):
         model.train_on_batch(x, y)
@@ -291,13 +292,13 @@ def step_profile(freeze, steps=5):
     names = [col["id"] for col in table["cols"]]
     ops = [dict(zip(names, [cell.get("v") if cell else None for cell in row["c"]])) for row in table["rows"]]
 
-    flops = {}   # forward FLOPs of each transposed convolution, a batch of 16
-    for name in ("up_0", "up_1", "up_2", "up_3", "logits"):
+    flops = {}   # forward FLOPs of each transposed convolution (the blocks nucseg.model names), a batch
+    for name in [f"up_{i}" for i in range(len(DECODER_FILTERS))] + ["logits"]:
         block = model.get_layer(name)
         conv = block if name == "logits" else block.layers[0]
         _, h, w, cin = block.input.shape
         kh, kw, cout, _ = conv.kernel.shape
-        flops[name] = 2 * 16 * h * w * kh * kw * cin * cout
+        flops[name] = 2 * batch * h * w * kh * kw * cin * cout
     kinds = {"Conv2DBackpropInput": "forward", "Conv2D": "input_gradient", "Conv2DBackpropFilter": "kernel_gradient"}
     ms = {"busy": 0.0, "encoder": 0.0, **{kind: 0.0 for kind in kinds.values()}}
     gflop = dict.fromkeys(kinds.values(), 0.0)
