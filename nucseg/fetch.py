@@ -29,6 +29,7 @@ def download(url, dest, timeout=60, progress=True):
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     done = part.stat().st_size if part.exists() else 0
+    incomplete = False
     request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -40,7 +41,15 @@ def download(url, dest, timeout=60, progress=True):
                 total=total, initial=done if resumed else 0, unit="B", unit_scale=True,
                 desc=dest.name, disable=not progress,
             ) as bar:
-                while chunk := response.read(CHUNK):
+                while True:
+                    try:   # read1: what has arrived, so that a cut loses none of it (read drops a cut chunk)
+                        chunk = response.read1(CHUNK)
+                    except http.client.IncompleteRead as exc:   # a chunked reply cut short: the only sign,
+                        out.write(exc.partial)                  # as it has no size to check
+                        incomplete = True
+                        break
+                    if not chunk:
+                        break
                     out.write(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
@@ -48,14 +57,13 @@ def download(url, dest, timeout=60, progress=True):
             os.replace(part, dest)
             return dest
         raise NucsegError(f"could not download {url} (HTTP {exc.code}); {_manual_hint(dest.parent)}") from None
-    except http.client.IncompleteRead:
-        pass  # the size check below says how far it got
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise NucsegError(f"could not download {url} ({reason}); {_manual_hint(dest.parent)}") from None
-    if total is not None and part.stat().st_size != total:
+    size = part.stat().st_size
+    if incomplete or (total is not None and size != total):
         raise NucsegError(
-            f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+            f"download of {url} stopped at {size}{'' if total is None else f' of {total}'} bytes; "
             f"run again to resume, or {_manual_hint(dest.parent)}"
         )
     os.replace(part, dest)

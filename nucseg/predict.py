@@ -245,20 +245,23 @@ def iter_native_probs(model, grays, tile=256, overlap=64, batch_size=8, tta=Fals
     size, grays = model.input_shape[1], iter(grays)
     while chunk := list(itertools.islice(grays, group)):
         boxes = [windows(gray.shape, tile, overlap) for gray in chunk]
-        crops = np.concatenate([crop_windows(gray, wins, size) for gray, wins in zip(chunk, boxes)])
+        crops = np.concatenate([crop_windows(gray, wins, size, tile) for gray, wins in zip(chunk, boxes)])
         probs = iter(predict_probs(model, crops, batch_size=batch_size, tta=tta))
         for gray, wins in zip(chunk, boxes):
-            yield _blend(gray.shape, wins, [next(probs) for _ in wins], overlap)
+            yield _blend(gray.shape, wins, [next(probs) for _ in wins], overlap, tile)
 
 
-def _blend(shape, boxes, probs, overlap):
-    """Window predictions resized back and averaged with weights falling off at window edges."""
+def _blend(shape, boxes, probs, overlap, tile=0):
+    """Window predictions resized back and averaged with weights falling off at window edges.
+    With a `tile`, each prediction covers a whole tile (`nucseg.windows.pad_to_tile`): its
+    mirrored padding is cut off."""
     h, w = shape
     total = np.zeros((h, w), np.float32)
     weight = np.zeros((h, w), np.float32)
     for (y, x, th, tw), p in zip(boxes, probs):
         wgt = np.outer(_ramp(th, overlap if th < h else 0), _ramp(tw, overlap if tw < w else 0))
-        total[y:y + th, x:x + tw] += resize(p, (th, tw)) * wgt
+        back = resize(p, (tile, tile))[:th, :tw] if tile else resize(p, (th, tw))
+        total[y:y + th, x:x + tw] += back * wgt
         weight[y:y + th, x:x + tw] += wgt
     if not weight.all():   # windows with gaps (overlap < 0): refuse rather than return NaN there
         raise ValueError(f"the windows leave {int(weight.size - np.count_nonzero(weight))} of {h}x{w} pixels "

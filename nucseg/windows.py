@@ -1,10 +1,12 @@
 """Windows: how a native-resolution image is cut into the model's square inputs.
 
 The model sees `img_size` pixels. With a `tile` (native pixels), an image is cut into windows of
-``min(tile, height)`` by ``min(tile, width)`` pixels and each is resized to the model's input, so
-that every image reaches the model at the same scale, ``img_size / tile``, whatever its size
-(a 1024x1024 brightfield field and a 256x256 fluorescence crop alike). Training, prediction and
-the robustness stage all cut images this way. ``tile=0`` resizes each image as a whole.
+``min(tile, height)`` by ``min(tile, width)`` pixels, a window shorter than the tile is mirrored
+out to a whole tile at its bottom and right (`pad_to_tile`), and each is resized to the model's
+input, so that every image reaches the model at the same scale, ``img_size / tile``, whatever its
+size (a 1024x1024 brightfield field, a 256x256 fluorescence crop and a 200x200 one alike).
+Training, prediction and the robustness stage all cut images this way. ``tile=0`` resizes each
+image as a whole.
 """
 from __future__ import annotations
 
@@ -31,9 +33,19 @@ def windows(shape, tile, overlap):
             for y in tile_starts(h, tile, overlap) for x in tile_starts(w, tile, overlap)]
 
 
-def crop_windows(image, boxes, size):
-    """The windows `boxes` of `image`, each resized to (size, size): (K, size, size)."""
-    return np.stack([resize(image[y:y + h, x:x + w], size) for y, x, h, w in boxes])
+def pad_to_tile(window, tile):
+    """`window` mirrored out at its bottom and right to `tile` x `tile` pixels, where a side is
+    shorter (an image smaller than the tile); unchanged with ``tile=0`` (whole images)."""
+    h, w = window.shape[:2]
+    if not tile or (h >= tile and w >= tile):
+        return window
+    return np.pad(window, ((0, max(0, tile - h)), (0, max(0, tile - w))), mode="symmetric")
+
+
+def crop_windows(image, boxes, size, tile=0):
+    """The windows `boxes` of `image`, each padded to the `tile` (`pad_to_tile`) and resized to
+    (size, size): (K, size, size)."""
+    return np.stack([resize(pad_to_tile(image[y:y + h, x:x + w], tile), size) for y, x, h, w in boxes])
 
 
 def cut_windows(gray, mask, tile, size, overlap=None):
@@ -46,8 +58,8 @@ def cut_windows(gray, mask, tile, size, overlap=None):
     overlap = tile // 2 if overlap is None else overlap
     mask = np.asarray(mask) > 0
     boxes = windows(np.shape(gray), tile, overlap)
-    masks = np.stack([resize_mask(mask[y:y + h, x:x + w], size) for y, x, h, w in boxes])
-    return crop_windows(gray, boxes, size), masks
+    masks = np.stack([resize_mask(pad_to_tile(mask[y:y + h, x:x + w], tile), size) for y, x, h, w in boxes])
+    return crop_windows(gray, boxes, size, tile), masks
 
 
 def model_scale_shape(shape, tile, size):

@@ -14,6 +14,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     payload = b""
     cut_after = None      # bytes to send before dropping the connection (None: send all)
     honour_range = True
+    chunked = False       # Transfer-Encoding: chunked, no Content-Length (the size is unknown to the client)
 
     def do_GET(self):
         start = 0
@@ -29,9 +30,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = self.payload[start:]
+        self.server.requests.append(rng)
+        if self.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(body) + body[: self.cut_after])   # one chunk, cut short
+            if self.cut_after is None:
+                self.wfile.write(b"\r\n0\r\n\r\n")
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.server.requests.append(rng)
         if self.cut_after is not None:
             self.wfile.write(body[: self.cut_after])
             self.wfile.flush()
@@ -95,6 +105,21 @@ def test_interrupted_download_leaves_no_zip_and_resumes(server, tmp_path, kaggle
     handler.cut_after = None
     download(url, dest, progress=False)
     assert dest.read_bytes() == Path(kaggle_zip).read_bytes()
+
+
+def test_interrupted_chunked_download_leaves_no_zip_and_resumes(server, tmp_path, kaggle_zip):
+    # a chunked reply has no Content-Length: only the cut itself says the file is incomplete
+    httpd, handler, url = server
+    handler.chunked, handler.cut_after = True, 500
+    dest = tmp_path / "raw" / "stage1_train.zip"
+    with pytest.raises(NucsegError, match=r"stopped at 500 bytes; run again to resume"):
+        download(url, dest, progress=False)
+    assert not dest.exists()
+    assert (tmp_path / "raw" / "stage1_train.zip.part").stat().st_size == 500
+    handler.cut_after = None
+    download(url, dest, progress=False)
+    assert dest.read_bytes() == Path(kaggle_zip).read_bytes()
+    assert httpd.requests == [None, "bytes=500-"]
 
 
 def test_offline_says_where_to_put_the_zip(tmp_path):

@@ -56,6 +56,16 @@ def test_native_probs_tiled_matches_whole(threshold_model):
     assert np.abs(np.diff(tiled, axis=1)).max() < 0.5
 
 
+def test_an_image_smaller_than_the_tile_is_predicted_at_the_tile_scale(threshold_model):
+    # tile = the stand-in's 32 px input: the model sees native pixels 1:1, so its per-pixel
+    # answer comes back exactly, mirrored padding cut off; resizing the 20 px side to 32 and back
+    # instead would blur it
+    yy, xx = np.mgrid[:20, :50]
+    ramp = (yy / 19 * 0.6 + 0.2 + 0.1 * np.sin(xx / 3)).astype(np.float32)
+    probs = native_probs(threshold_model, ramp, tile=32, overlap=8)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-20 * (ramp - 0.5))), atol=1e-5)
+
+
 def test_images_predicted_together_match_images_predicted_alone(threshold_model):
     rng = np.random.default_rng(0)
     grays = [rng.random(shape).astype(np.float32) for shape in ((20, 30), (200, 130), (32, 32), (97, 301))]

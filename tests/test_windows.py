@@ -33,6 +33,25 @@ def test_cut_windows_by_hand():
     assert set(np.unique(masks)) <= {0, 1}
 
 
+def test_an_image_smaller_than_the_tile_reaches_the_model_at_the_tile_scale():
+    # a disk of radius 20 in a 200x320 image and in a 512x512 one: 10 px at half scale in both
+    # (stretching the 200 px side to the model's 128 would make it an ellipse, 12.8 px tall)
+    rng = np.random.default_rng(1)
+    small, large = rng.random((200, 320)).astype(np.float32), rng.random((512, 512)).astype(np.float32)
+    yy, xx = np.mgrid[:200, :320]
+    disk_small = (yy - 100) ** 2 + (xx - 100) ** 2 <= 20 ** 2
+    yy, xx = np.mgrid[:512, :512]
+    disk_large = (yy - 100) ** 2 + (xx - 100) ** 2 <= 20 ** 2
+    images, masks = cut_windows(small, disk_small, tile=256, size=128)
+    _, masks_large = cut_windows(large, disk_large, tile=256, size=128)
+    assert images.shape == (2, 128, 128)
+    # the window's 200 rows are mirrored out to 256 at the bottom, then halved
+    np.testing.assert_array_equal(images[0], resize(np.concatenate([small[:200, :256], small[199:143:-1, :256]]), 128))
+    assert masks[0].sum() == masks_large[0].sum()
+    rows, cols = np.nonzero(masks[0][:100])            # the disk itself, above its mirror image
+    assert rows.max() - rows.min() == cols.max() - cols.min() < 22
+
+
 def test_model_scale_shape():
     assert model_scale_shape((1024, 1024), 256, 128) == (512, 512)
     assert model_scale_shape((520, 696), 256, 128) == (260, 348)
