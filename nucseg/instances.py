@@ -52,7 +52,7 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
         distance = ndi.distance_transform_edt(mask)
         if smooth:
             distance = ndi.gaussian_filter(distance, smooth)
-        seeds = _seeds(distance, split_depth)
+        seeds = _one_per_component(_seeds(distance, split_depth), labels, n)
         # a component without a seed (too small or flat) keeps its own label
         unseeded = np.setdiff1d(np.unique(labels[mask]), np.unique(labels[seeds > 0]))
         extra = np.isin(labels, unseeded)
@@ -66,6 +66,21 @@ def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_de
     if fill_holes == "nucleus":   # after the specks go: one inside a hole would count as a second nucleus
         labels = fill_own_holes(labels)
     return relabel_sequential(labels)[0].astype(np.int32)
+
+
+def _one_per_component(seeds, labels, n):
+    """`seeds` cut where they span components of `labels` (1..`n`), and kept inside them.
+
+    The smoothed distance crosses a gap of a pixel or two between blobs, which can put the tops
+    of two blobs on one plateau (`_seeds`): one seed for both would make them one nucleus, and
+    two specks one object above `min_size`. Seeds are numbered as before, a cut seed's parts in
+    the order of their components.
+    """
+    inside = (seeds > 0) & (labels > 0)
+    key = seeds[inside].astype(np.int64) * (n + 1) + labels[inside]
+    out = np.zeros(seeds.shape, np.int32)
+    out[inside] = np.unique(key, return_inverse=True)[1].ravel() + 1
+    return out
 
 
 def _seeds(distance, depth):

@@ -34,10 +34,11 @@ def upsample(filters, size=3, dropout=0.0, name=None):
 
 
 def resolve_weights(encoder_weights):
-    """``imagenet`` (Keras' download or cache), ``none``, or a path to an ``.h5`` file."""
+    """``imagenet`` (Keras' download or cache), ``none`` (either in any case), or a path to an
+    ``.h5`` file."""
     if encoder_weights is None or str(encoder_weights).lower() == "none":
         return None
-    if encoder_weights == "imagenet":
+    if str(encoder_weights).lower() == "imagenet":
         return "imagenet"
     path = Path(encoder_weights)
     if not path.is_file():

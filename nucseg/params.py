@@ -1,8 +1,9 @@
 """Reading a stage's section of params.yaml, checked, and running stage scripts with one-line errors.
 
 Every key of params.yaml has a rule in `SCHEMA` (its type, range or choices). `load_params`
-checks every known section present in the file, not only the stage's own, so that a bad value
-stops the first stage that reads params (before a half-hour training, say) with one line:
+checks every section in the file, not only the stage's own, each complete, so that a bad or
+missing value stops the first stage that reads params (before a half-hour training, say) with
+one line:
 
     error: params.yaml: split.val is 1.5; use a number from 0 to 1 (above 0 and below 1), e.g. 0.1
 """
@@ -79,7 +80,7 @@ SEVERITIES = {
 SCHEMA = {
     "base": {
         "seed": integer(0, 42, high=2**32 - 1),   # Keras' and numpy's seed range
-        "img_size": integer(32, 128, multiple=32),
+        "img_size": integer(32, 128, multiple=32, high=1024),
         "tile": Rule(lambda v: _is_int(v) and (v == 0 or v >= 32), "0 (whole images) or an integer >= 32, e.g. 256"),
     },
     "ingest": {"normalization": choice(*NORMALIZATIONS)},
@@ -123,7 +124,7 @@ SCHEMA = {
         "min_size": integer(0, 30),
         "fill_holes": Rule(lambda v: v in FILL_HOLES, f"one of {', '.join(FILL_HOLES)} (true was all, false none)"),
         "split_touching": BOOLEAN,
-        "split_depth": number(0, example=1.0),
+        "split_depth": number(0, low_open=True, example=1.0),   # 0: every pixel a top, no split
         "smooth": number(0, example=1.0),
     },
     "evaluate": {"threshold": number(0, 1, low_open=True, high_open=True, example=0.5),
@@ -131,15 +132,14 @@ SCHEMA = {
     "robustness": {
         "degradations": Rule(lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(d, str) for d in v),
                              f"a list of degradations ({', '.join(DEGRADATIONS)})"),
-        "severities": Rule(lambda v: isinstance(v, dict) and all(
-            isinstance(s, list) and len(s) > 0 and all(map(_is_number, s)) for s in v.values()),
-            "a mapping from each degradation to its list of severities (numbers)"),
+        # (each degradation's list is checked on its own below, to name it in the error)
+        "severities": Rule(lambda v: isinstance(v, dict), "a mapping from each degradation to its list of severities"),
         "example": Rule(lambda v: isinstance(v, str), "a test image id, or \"\" for the first"),
     },
 }
 
 
-def _check_section(path, name, values, required):
+def _check_section(path, name, values, complete=True):
     schema = SCHEMA[name]
     if not isinstance(values, dict):
         raise NucsegError(f"{path}: '{name}' is not a section of keys; see params.yaml in the repository")
@@ -151,30 +151,36 @@ def _check_section(path, name, values, required):
         if not schema[key].accepts(value):
             raise NucsegError(f"{path}: {dotted} is {value!r}; use {schema[key].use}")
         if dotted in SCHEMA and value:
-            _check_section(path, dotted, value, required=False)
-    if required:
+            _check_section(path, dotted, value, complete=False)
+    if complete:
         for key in schema:
             if key not in values:
                 raise NucsegError(f"{path}: {name}.{key} is missing; add it (see params.yaml in the repository)")
 
 
-def check_params(params, path="params.yaml", required=()):
-    """Check every known section of `params` (the whole file); the `required` ones must be complete.
-    Raises `NucsegError` naming the first bad key and what to use."""
+def check_params(params, path="params.yaml"):
+    """Check every section of `params` (the whole file): each a known one, complete, every value
+    by its rule, and the rules across sections. Raises `NucsegError` naming the first bad key and
+    what to use."""
     for name, values in params.items():
         if name not in SCHEMA or "." in name:
             sections = ", ".join(n for n in SCHEMA if "." not in n)
             raise NucsegError(f"{path}: {name!r} is not a nucseg section; fix its spelling or remove it "
                               f"(the sections: {sections})")
-        _check_section(path, name, values or {}, required=name in required)
+        _check_section(path, name, values or {})
     split = params.get("split") or {}
     if _is_number(split.get("val")) and _is_number(split.get("test")) and split["val"] + split["test"] >= 1:
         raise NucsegError(f"{path}: split.val + split.test is {split['val'] + split['test']:g}; "
                           "use fractions that leave images to train on (a sum below 1)")
     tile, overlap = (params.get("base") or {}).get("tile"), (params.get("predict") or {}).get("overlap")
-    if _is_int(tile) and _is_int(overlap) and tile and overlap >= tile:
-        raise NucsegError(f"{path}: predict.overlap is {overlap} with base.tile {tile}; "
-                          "use an overlap below the tile, e.g. a quarter of it")
+    if _is_int(tile) and _is_int(overlap) and tile and overlap > tile // 2:
+        raise NucsegError(f"{path}: predict.overlap is {overlap} with base.tile {tile}; use an overlap of at most "
+                          f"half the tile ({tile // 2}: four windows a tile), e.g. a quarter of it ({tile // 4})")
+    weights = (params.get("train") or {}).get("encoder_weights")
+    if isinstance(weights, str) and weights and weights.lower() not in ("imagenet", "none") \
+            and not Path(weights).is_file():
+        raise NucsegError(f"{path}: train.encoder_weights is {weights!r}, which is no file (from {Path.cwd()}); "
+                          "use imagenet, none or the path of a MobileNetV2 no-top .h5 file")
     robustness = params.get("robustness") or {}
     severities = robustness.get("severities") if isinstance(robustness.get("severities"), dict) else {}
     augment = (params.get("train") or {}).get("augment") or {}
@@ -192,8 +198,8 @@ def check_params(params, path="params.yaml", required=()):
                               "add its severities")
     for name, levels in severities.items():
         rule, clean, what = SEVERITIES[name]
-        bad = next((level for level in levels[1:] if not rule.accepts(level)), None)
-        if levels[0] != clean or len(levels) < 2 or bad is not None:
+        if not (isinstance(levels, list) and len(levels) >= 2 and all(map(_is_number, levels))
+                and levels[0] == clean and all(map(rule.accepts, levels[1:]))):
             raise NucsegError(f"{path}: robustness.severities.{name} is {levels}; use {clean} (no damage) first, then "
                               f"one or more severities, each {what}, e.g. [{clean}, {rule.use.split('e.g. ')[-1]}]")
     drawn = augment.get("degrade")
@@ -229,10 +235,14 @@ def load_params(*sections, path="params.yaml", with_base=True):
     for section in sections + (("base",) if with_base else ()):
         if section not in params:
             raise NucsegError(f"{path}: no '{section}' section; add it (see params.yaml in the repository)")
-    check_params(params, path, required=set(sections) | ({"base"} if with_base else set()))
+    check_params(params, path)
     merged = dict(params.get("base", {})) if with_base else {}
     for section in sections:
-        merged.update(params[section] or {})
+        values = params[section] or {}
+        clash = set(values) & set(merged) - set(params.get("base", {}) if with_base else ())
+        if clash:   # a key of two sections asked for together: one would hide the other
+            raise ValueError(f"load_params{sections}: {', '.join(sorted(clash))} in more than one section")
+        merged.update(values)
     return merged
 
 

@@ -218,3 +218,23 @@ def test_split_depth_is_the_waist_a_split_needs(apart, second_radius):
     assert 0.5 < depth < 3.5
     assert instances(mask, split_depth=depth - 0.2).max() == 2
     assert instances(mask, split_depth=depth + 0.2).max() == 1
+
+
+@pytest.mark.parametrize("gap", [1, 2])
+def test_blobs_apart_are_never_one_nucleus(gap):
+    """Two 4x4 squares `gap` pixels apart: the smoothed distance crosses the gap and puts both tops
+    on one plateau, which made them one seed and one nucleus of 32 pixels, above a `min_size` of
+    30 that each square alone (16) is below."""
+    mask = np.zeros((10, 16), bool)
+    mask[3:7, 3:7] = mask[3:7, 7 + gap:11 + gap] = True
+    assert instances(mask, min_size=30).max() == 0
+    labels = instances(mask, min_size=1)
+    assert labels.max() == 2 and set(np.bincount(labels.ravel())[1:]) == {16}
+
+
+def test_split_depth_0_keeps_separate_blobs_apart():
+    # every pixel is a top at depth 0 (params.yaml refuses it): one seed spanned the whole image,
+    # and three nuclei were one
+    mask = np.zeros((20, 30), bool)
+    mask[2:8, 2:8] = mask[10:18, 2:8] = mask[2:8, 12:28] = True
+    assert instances(mask, min_size=1, split_depth=0.0).max() == 3

@@ -29,6 +29,31 @@ def test_sections_merge_over_base(tmp_path):
         load_params("evaluate", path=path)
 
 
+def test_sections_asked_for_together_may_not_share_a_key(tmp_path):
+    path = tmp_path / "params.yaml"
+    train = {**committed()["train"], "batch_size": 16}
+    path.write_text(yaml.safe_dump({"base": BASE, "train": train, "predict": {"batch_size": 8, "tta": False,
+                                                                               "overlap": 0}}))
+    assert load_params("train", path=path)["seed"] is None    # a section may override base: train.seed
+    with pytest.raises(ValueError, match="batch_size in more than one section"):
+        load_params("train", "predict", path=path)
+
+
+def test_encoder_weights_keywords_in_any_case_and_a_path_that_exists(tmp_path, monkeypatch):
+    params = committed()
+    for value in ("Imagenet", "NONE", "none"):
+        params["train"]["encoder_weights"] = value
+        check_params(params)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.h5").write_bytes(b"")
+    params["train"]["encoder_weights"] = "w.h5"
+    check_params(params)
+    params["train"]["encoder_weights"] = "weights/w.h5"
+    with pytest.raises(NucsegError, match=r"^params.yaml: train.encoder_weights is 'weights/w.h5', which is no "
+                                          r"file \(from .*\); use imagenet, none or the path"):
+        check_params(params)
+
+
 def test_numbers_read_as_dvc_writes_them_and_bad_yaml_in_one_line(tmp_path):
     """`dvc exp run -S train.lr_decay=1e-5` writes 1e-05: YAML 1.2 (DVC's) reads a number there,
     YAML 1.1 (PyYAML's) text."""
@@ -59,7 +84,7 @@ def test_every_param_dvc_tracks_exists():
 
 def test_the_committed_params_pass_and_every_key_has_a_rule():
     params = committed()
-    check_params(params, required=set(params))
+    check_params(params)
     for section, values in params.items():
         assert set(values) == set(SCHEMA[section]), section
     assert set(params["train"]["augment"]) == set(SCHEMA["train.augment"])
@@ -80,7 +105,8 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
     ("base.seed", -1, "base.seed is -1; use an integer from 0 to 4294967295"),
     ("base.seed", 1.5, "base.seed is 1.5; use an integer from 0 to 4294967295"),
     ("base.seed", 2**32, "base.seed is 4294967296; use an integer from 0 to 4294967295"),
-    ("base.img_size", 100, "base.img_size is 100; use an integer >= 32, a multiple of 32"),
+    ("base.img_size", 100, "base.img_size is 100; use an integer from 32 to 1024, a multiple of 32"),
+    ("base.img_size", 12800, "base.img_size is 12800; use an integer from 32 to 1024"),   # a typo for 128
     ("base.img_size", "128", "base.img_size is '128'; use an integer"),
     ("base.tile", -5, "base.tile is -5; use 0 (whole images) or an integer >= 32"),
     ("ingest.normalization", "zscore", "ingest.normalization is 'zscore'; use one of percentile, none"),
@@ -95,9 +121,13 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
     ("train.dropout", 1.0, "train.dropout is 1.0; use a number from 0 to 1 (below 1)"),
     ("train.learnng_rate", 0.1, "train.learnng_rate is not a nucseg param; fix its spelling or remove it"),
     ("predict.tta", "maybe", "predict.tta is 'maybe'; use true or false"),
-    ("predict.overlap", 256, "predict.overlap is 256 with base.tile 256; use an overlap below the tile"),
+    ("predict.overlap", 256, "predict.overlap is 256 with base.tile 256; use an overlap of at most half the tile "
+                            "(128: four windows a tile), e.g. a quarter of it (64)"),
+    ("predict.overlap", 255, "predict.overlap is 255 with base.tile 256; use an overlap of at most half"),   # 2 M windows
+    ("train.encoder_weights", "Imagenet.h5", "train.encoder_weights is 'Imagenet.h5', which is no file"),
     ("instances.fill_holes", True, "instances.fill_holes is True; use one of all, nucleus, none (true was all, false none)"),
-    ("instances.split_depth", -1, "instances.split_depth is -1; use a number >= 0"),
+    ("instances.split_depth", -1, "instances.split_depth is -1; use a number > 0"),
+    ("instances.split_depth", 0, "instances.split_depth is 0; use a number > 0"),
     ("evaluate.threshold", 50, "evaluate.threshold is 50; use a number from 0 to 1 (above 0 and below 1)"),
     ("evaluate.gallery_images", 0, "evaluate.gallery_images is 0; use an integer >= 1"),
     ("export.precision", "fp16", "export.precision is 'fp16'; use one of float32, int8"),
@@ -190,10 +220,17 @@ def test_nested_missing_and_cross_checks():
     with pytest.raises(NucsegError, match=r"train.augment.brightness is 0.1; use a range \[low, high\]"):
         check_params(params)
     params = committed()
-    del params["train"]["pos_weight"]
-    check_params(params)                       # only a section a stage asks for must be complete
-    with pytest.raises(NucsegError, match="train.pos_weight is missing; add it"):
-        check_params(params, required={"train"})
+    del params["instances"]["smooth"]          # reported by every stage, not only when evaluate runs
+    with pytest.raises(NucsegError, match="instances.smooth is missing; add it"):
+        check_params(params)
+    params = committed()
+    params["robustness"]["severities"]["blur"] = 1.0   # -S robustness.severities.blur=1.0: the entry is named
+    with pytest.raises(NucsegError, match=r"robustness.severities.blur is 1.0; use 0 \(no damage\) first"):
+        check_params(params)
+    for levels in ([], [0], [0, "1"], None, [0, float("nan")]):
+        params["robustness"]["severities"]["blur"] = levels
+        with pytest.raises(NucsegError, match=r"robustness.severities.blur is .*; use 0 \(no damage\) first"):
+            check_params(params)
     params = committed()
     params["split"].update(val=0.6, test=0.5)
     with pytest.raises(NucsegError, match="split.val \\+ split.test is 1.1; use fractions"):
@@ -212,7 +249,7 @@ def test_nested_missing_and_cross_checks():
         check_params(params)
     params = committed()
     params["train"]["augment"] = None          # no augmentation
-    check_params(params, required=set(params))
+    check_params(params)
 
 
 def test_a_stage_with_a_bad_param_stops_in_one_line_and_keeps_its_outputs(tmp_path, monkeypatch, capsys):
