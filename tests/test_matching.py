@@ -64,3 +64,31 @@ def test_means_over_images():
     assert summary["dsb"] == pytest.approx(0.75)
     assert summary["f1_iou50"] == pytest.approx((1 + 2 / 3) / 2)
     assert summary["count_mae"] == pytest.approx(0.5)
+
+
+def test_label_images_of_other_shapes_are_refused_before_flattening():
+    # (4, 6) and (6, 4) hold the same number of pixels: flattened first, they were scored
+    truth, pred = np.zeros((4, 6), int), np.zeros((6, 4), int)
+    truth[:2, :3] = pred[:2, :3] = 1
+    with pytest.raises(ValueError, match=r"label image shapes differ: \(4, 6\) vs \(6, 4\)"):
+        match(truth, pred)
+
+
+def test_memory_grows_with_overlapping_pairs_not_with_all_pairs():
+    """20,000 one-pixel nuclei a side, each prediction on its true nucleus or beside it: a table
+    of every pair would take 3.2 GB; only the 20,000 pairs that overlap are kept."""
+    import tracemalloc
+
+    truth = np.zeros((600, 600), np.int64)
+    truth.flat[::18] = np.arange(1, 20001)
+    pred = truth.copy()
+    pred.flat[1::36] = pred.flat[::36]       # every other nucleus also covers the pixel beside it:
+    tracemalloc.start()                      # IoU 1/2, not above 0.5
+    try:
+        scores = match(truth, pred)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert scores["n_true"] == scores["n_pred"] == 20000
+    assert scores["tp"][0] == 10000 and scores["dsb"] == pytest.approx(10000 / 30000)
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"
