@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -132,12 +131,10 @@ def bench_ingest(source, repeats):
 
 
 def _training_arrays():
-    import pandas as pd
-
-    from nucseg.data import select
+    from nucseg.data import read_meta, select
     from nucseg.io import read_ids
 
-    ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
+    ids = read_meta(ROOT / "data/ingest/meta.csv")["id"].tolist()
     train_ids = read_ids(ROOT / "data/split/train.txt")
     return (select(np.load(ROOT / "data/ingest/images.npy"), ids, train_ids),
             select(np.load(ROOT / "data/masks/masks.npy"), ids, train_ids))
@@ -440,8 +437,10 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     only = set(args.only.split(","))
+    if only - set(SECTIONS):
+        parser.error(f"--only: no section {', '.join(sorted(only - set(SECTIONS)))}; use {', '.join(SECTIONS)}")
 
-    from nucseg.io import RawSource, read_ids
+    from nucseg.io import RawSource, read_ids, save_json
 
     results = {"machine": {"python": platform.python_version(), **cpu_info()}}
     import tensorflow as tf
@@ -495,7 +494,7 @@ def main():
     # sections not run this time keep their last results (each section holds its own reference)
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     results = {**previous, **results}
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    save_json(args.out, results)   # atomic: a run killed here leaves the last results whole
     print(json.dumps(results, indent=2))
 
 

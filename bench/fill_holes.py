@@ -17,15 +17,14 @@ test scores are reported, not used.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def hole_census(masks, truths, instance_params):
@@ -83,14 +82,14 @@ def main():
     from nucseg.data import native_gray
     from nucseg.evaluate import load_model, score_native
     from nucseg.instances import instances
-    from nucseg.io import RawSource, find_raw, read_ids
+    from nucseg.io import open_raw, read_ids, save_json
     from nucseg.params import FILL_HOLES, load_params
     from nucseg.predict import iter_native_probs
 
     p = load_params("ingest", "predict", "evaluate")
     instance_params = load_params("instances", with_base=False)
     model = load_model(ROOT / "models/unet.tflite")
-    source = RawSource(find_raw(ROOT / "data/raw") or ROOT / "data/raw")
+    source = open_raw(ROOT / "data/raw")
     labels, otsu = np.load(ROOT / "data/masks/labels.npz"), np.load(ROOT / "data/otsu/native.npz")
     test_probs = np.load(ROOT / "data/predict/unet_native.npz")
 
@@ -127,9 +126,10 @@ def main():
         f"{r}: {v['fraction']:.0%} of {v['positions']}"
         for r, v in results["own_hole_splits"]["by_hole_radius"].items()))
     out = ROOT / "plots/studies/fill_holes.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    save_json(out, results)
     print(f"-> {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     main()

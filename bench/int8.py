@@ -23,15 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from nucseg.io import save_json
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def openvino_models(model, calibration, threads):
@@ -80,23 +79,23 @@ def main():
     parser.add_argument("--openvino", action="store_true", help="also time OpenVINO float32 and NNCF int8")
     args = parser.parse_args()
 
-    from nucseg.data import native_gray, select
+    from nucseg.data import native_gray, read_meta, select
     from nucseg.evaluate import load_model
-    from nucseg.io import RawSource, find_raw, read_ids
-    from nucseg.lite import LiteModel, convert, threads
+    from nucseg.io import open_raw, read_ids
+    from nucseg.lite import CALIBRATION, LiteModel, convert, threads
     from nucseg.metrics import confusion, scores
     from nucseg.params import load_params
     from nucseg.predict import iter_native_probs
+    from nucseg.windows import split_inputs
 
     p = load_params("ingest", "predict")
-    sys.path.insert(0, str(ROOT / "stages"))
-    from export import CALIBRATION, inputs_of   # calibrated exactly as the export stage does
-
-    paths = argparse.Namespace(images=ROOT / "data/ingest/images.npy", meta=ROOT / "data/ingest/meta.csv",
-                               raw=ROOT / "data/raw", labels=ROOT / "data/masks/labels.npz")
-    calibration = inputs_of(ROOT / "data/split/train.txt", p, paths, limit=CALIBRATION)   # before TensorFlow
+    # calibrated exactly as the export stage does, before TensorFlow starts
+    calibration = split_inputs(ROOT / "data/split/train.txt", p["tile"], p["img_size"], p["normalization"],
+                               raw=ROOT / "data/raw", labels=ROOT / "data/masks/labels.npz",
+                               images=ROOT / "data/ingest/images.npy", meta=ROOT / "data/ingest/meta.csv",
+                               limit=CALIBRATION)
     model = load_model(ROOT / "models/unet.keras")
-    ids = pd.read_csv(ROOT / "data/ingest/meta.csv")["id"].tolist()
+    ids = read_meta(ROOT / "data/ingest/meta.csv")["id"].tolist()
     images = np.load(ROOT / "data/ingest/images.npy")
     test_ids = read_ids(ROOT / "data/split/test.txt")
 
@@ -110,7 +109,7 @@ def main():
         for name, (ov_model, result) in openvino_models(model, calibration, threads()).items():
             models[name], results[name] = ov_model, result
 
-    source = RawSource(find_raw(ROOT / "data/raw") or ROOT / "data/raw")
+    source = open_raw(ROOT / "data/raw")
     labels = np.load(ROOT / "data/masks/labels.npz")
     probs = {}
     for name, lite in models.items():
@@ -137,7 +136,7 @@ def main():
                                               for i in test_ids),
             "mask_dice_mean": statistics.mean(masks_agree), "mask_dice_min": min(masks_agree),
             "speedup": statistics.median(a / b for a, b in zip(rates[name], rates["float32"]))}
-    (ROOT / "bench/int8.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_json(ROOT / "bench/int8.json", results)
     print(json.dumps(results, indent=2))
 
 

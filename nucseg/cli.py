@@ -37,7 +37,8 @@ def _segmenter_args(parser):
                         help="native pixels per model input: images are cut into overlapping windows of this "
                              "size (default: the tile the model was trained with, stored in the model file or "
                              "its config.json, else 256)")
-    parser.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels, from 0 to below the tile (default: %(default)s)")
+    parser.add_argument("--overlap", type=int, default=64,
+                        help="tile overlap in pixels, from 0 to half the tile (default: %(default)s)")
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input (--tile 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
@@ -52,6 +53,9 @@ def _segmenter_args(parser):
     holes.add_argument("--no-fill-holes", dest="fill_holes", action="store_const", const="none",
                        help="the same as --fill-holes none")
     parser.add_argument("--no-split", action="store_true", help="do not split touching nuclei")
+    parser.add_argument("--invert-above", type=float, default=0.5,
+                        help="Otsu: invert its mask where the foreground covers more than this fraction of the "
+                             "image, as otsu.invert_above (default: %(default)s)")
 
 
 def _unet(args):
@@ -87,6 +91,8 @@ def _check_numbers(args, tile=None, source="--tile"):
     problems = setting_problems(args.threshold, args.batch_size, (args.tile or 0) if tile is None else tile,
                                 args.overlap, tile_source=source)
     problems += [("min_size", args.min_size, "0 or more pixels, e.g. 30")] * (args.min_size < 0)
+    problems += [("invert_above", args.invert_above, "a fraction from 0 to 1, e.g. 0.5")] * \
+        (not 0 <= args.invert_above <= 1)
     if problems:
         name, value, use = problems[0]
         raise NucsegError(f"--{name.replace('_', '-')} {value}: out of range; use {use}")
@@ -125,7 +131,7 @@ def _segmenter(args, method, model=None, settings=None):
     settings = settings or DEFAULT_SETTINGS
     return Segmenter(
         method=method, model=model, threshold=args.threshold, tile=settings["tile"],
-        normalization=settings["normalization"],
+        normalization=settings["normalization"], invert_above=args.invert_above,
         overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
         instance_params=dict(min_size=args.min_size, fill_holes=args.fill_holes,
                              split_touching=not args.no_split),
@@ -195,6 +201,8 @@ def cmd_predict(args):
         _check_rle(Path(args.rle), out, inputs, args.model if args.method == "unet" else None)
     if args.method == "otsu":
         _note_ignored(args)
+    elif args.invert_above != 0.5:
+        print("note: --method unet ignores --invert-above (Otsu's option)", file=sys.stderr)
     model, settings = _unet(args) if args.method == "unet" else (None, None)
     _remove_killed_runs_files(out)
     try:
@@ -292,6 +300,8 @@ def cmd_evaluate(args):
 def cmd_compare(args):
     from . import compare
 
+    if not 0 <= args.seed < 2**32:
+        raise NucsegError(f"--seed {args.seed}: out of range; use an integer from 0 to 2**32 - 1, e.g. 0")
     if args.out:
         _check_writable(args.out, "--out", folder=False)
     table, notes = compare.compare(args.a, args.b, method=args.method, seed=args.seed, common=args.common)

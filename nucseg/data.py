@@ -171,11 +171,17 @@ def ingest(source, img_size=128, normalization="percentile", jobs=None):
     return images, pd.DataFrame([r[1] for r in results])
 
 
-def select(array, all_ids, ids):
-    """Rows of `array` (ordered as `all_ids`) for `ids`, in the order of `ids`."""
+def read_meta(path):
+    """Ingest's meta.csv, one row per image (id, height, width, ...); ids stay text ("001" too)."""
+    return pd.read_csv(path, dtype={"id": str})
+
+
+def select(array, all_ids, ids, where=None):
+    """Rows of `array` (ordered as `all_ids`) for `ids`, in the order of `ids`; `where` names the
+    files they come from, for the error."""
     position = {image_id: i for i, image_id in enumerate(all_ids)}
     missing = [i for i in ids if i not in position]
     if missing:
-        raise UnknownIds(f"{len(missing)} ids not in the data, e.g. {missing[0]}: the id lists and the arrays "
-                         "come from different runs; rebuild them with 'dvc repro'")
+        raise UnknownIds(f"{where + ': ' if where else ''}{len(missing)} ids not in the data, e.g. {missing[0]}: "
+                         "the id lists and the arrays come from different runs; rebuild them with 'dvc repro'")
     return np.asarray(array)[[position[i] for i in ids]]

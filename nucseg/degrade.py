@@ -1,6 +1,7 @@
 """Controlled image degradations for robustness tests (numpy and scipy, seeded).
 
-Each function takes a grayscale image in [0, 1] and a severity (0: unchanged) and returns a
+Each function takes a grayscale image in [0, 1] and a severity (0: unchanged; 1 for
+`low_contrast`, the fraction of contrast kept) and returns a
 degraded image in [0, 1]. `degrade` then quantises to 8 bits and renormalises, as a camera and
 the ingest stage would, so that e.g. low contrast costs grey levels rather than vanishing.
 """

@@ -6,7 +6,7 @@ import weakref
 import numpy as np
 import pandas as pd
 
-from .metrics import METRICS, pixel_metrics
+from .metrics import METRICS, confusion, pixel_metrics, scores
 
 
 def load_model(path):
@@ -103,7 +103,6 @@ def score_native(truth_labels, pred_labels, ids):
     rows : DataFrame, one row per image: id, pixel metrics, dsb, f1, n_true, n_pred, count_error
     """
     from .matching import instance_metrics
-    from .metrics import confusion, scores
 
     counts = np.array([confusion(t > 0, p > 0) for t, p in zip(truth_labels, pred_labels)]).reshape(-1, 3)
     per_image = scores(counts[:, 0], counts[:, 1], counts[:, 2])
@@ -114,6 +113,6 @@ def score_native(truth_labels, pred_labels, ids):
                   "pooled": {k: float(v) for k, v in pooled.items()}},
         "instance": instance,
     }
-    rows = pd.DataFrame({"id": ids, **{k: v for k, v in per_image.items()},
+    rows = pd.DataFrame({"id": ids, **per_image,
                          **{k: [r[k] for r in inst_rows] for k in ("dsb", "f1", "n_true", "n_pred", "count_error")}})
     return summary, rows

@@ -9,7 +9,7 @@ from skimage.segmentation import relabel_sequential, watershed
 from .params import FILL_HOLES
 
 
-def instances(mask, min_size=10, fill_holes="all", split_touching=True, split_depth=1.0, smooth=1.0):
+def instances(mask, min_size=30, fill_holes="all", split_touching=True, split_depth=1.0, smooth=1.0):
     """Label the nuclei of a binary mask.
 
     Connected components, optionally split where nuclei touch: a watershed on the distance to the

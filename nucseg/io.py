@@ -409,6 +409,12 @@ def _index_layout(names, root, require_masks=True):
     return images, masks, prefix
 
 
+def open_raw(raw_dir):
+    """The `RawSource` of the raw dataset in `raw_dir` (`find_raw`), or of `raw_dir` itself if it
+    is the zip or folder."""
+    return RawSource(find_raw(raw_dir) or raw_dir)
+
+
 def find_raw(raw_dir):
     """The raw dataset under `raw_dir`: ``stage1_train.zip`` or the extracted ``stage1_train/``."""
     raw_dir = Path(raw_dir)

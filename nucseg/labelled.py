@@ -56,7 +56,7 @@ def evaluate_labelled(data, segmenters, solution=None, progress=True):
     if solution is not None:
         solution_name = str(solution)
         try:
-            solution = pd.read_csv(solution)
+            solution = pd.read_csv(solution, dtype={"ImageId": str})   # "001" stays text
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise NucsegError(f"{solution_name}: not a readable CSV ({str(exc).strip().splitlines()[0]}); expected "
                               "columns ImageId, EncodedPixels[, Height, Width]") from None

@@ -26,6 +26,7 @@ SIZES = (8, 4, 1)       # batch sizes of the entry points, largest first
 BATCH = SIZES[0]
 SIGNATURES = {size: f"batch{size}" for size in SIZES}
 CALIBRATION_BATCHES = 64   # int8: batches per entry point, at most
+CALIBRATION = CALIBRATION_BATCHES * BATCH   # 512 images (convert draws the smaller entry points' from them)
 
 
 def convert(model, calibration=None):

@@ -6,7 +6,6 @@ import errno
 import itertools
 import os
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -165,7 +164,7 @@ def _from_folder(path, exclude=(), notes=None):
     if notes is not None:
         notes += [f"left out {run}'s masks/ and labels/: an earlier nucseg run's outputs" for run in runs
                   if run.resolve() not in {e.parent for e in exclude}]
-    skip = exclude + [d.resolve() for run in runs for d in (run / "masks", run / "labels")]
+    skip = list(exclude) + [d.resolve() for run in runs for d in (run / "masks", run / "labels")]
     pngs = collections.Counter(p.parent for p in files if p.suffix.lower() == ".png" and not p.name.startswith("."))
     found = []
     for p in files:
@@ -204,10 +203,6 @@ def _from_zip(path):
 
 def _from_source(source):
     return [InputImage(i, source.display(source.images[i]), lambda i=i: source.read_image(i)) for i in source.ids]
-
-
-def is_zip(path):
-    return Path(path).is_file() and zipfile.is_zipfile(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,16 +266,18 @@ def _blend(shape, boxes, probs, overlap, tile=0):
 
 def setting_problems(threshold=0.5, batch_size=1, tile=0, overlap=0, tile_source=None):
     """The U-Net's prediction settings that cannot work, as (name, value, what to use): a
-    threshold that is not a probability, empty batches, negative sizes, or an overlap of a whole
-    tile or more (no step forward: hundreds of thousands of windows). `tile_source` says where the
-    tile came from, in the advice."""
+    threshold that is not a probability, empty batches, a tile under 32 pixels (as `base.tile`:
+    a 16 px tile cuts a 1024x1024 image into 6,000 windows), or an overlap of more than half the
+    tile (255 of 256: two million windows). `tile_source` says where the tile came from, in the
+    advice."""
     tile_text = f"the tile ({tile}{', ' + tile_source if tile_source else ''})"
     checks = [
         (0 < threshold < 1, "threshold", threshold, "a probability between 0 and 1, e.g. 0.5"),
         (batch_size >= 1, "batch_size", batch_size, "1 or more, e.g. 8"),
-        (tile >= 0, "tile", tile, "0 (whole images) or a positive size, e.g. 256"),
-        (overlap >= 0, "overlap", overlap, "0 or more, below the tile, e.g. 64"),
-        (tile <= 0 or overlap < tile, "overlap", overlap, f"one below {tile_text}, e.g. {max(tile, 0) // 4}"),
+        (tile == 0 or tile >= 32, "tile", tile, "0 (whole images) or 32 or more pixels, e.g. 256"),
+        (overlap >= 0, "overlap", overlap, "0 or more, at most half the tile, e.g. 64"),
+        (tile <= 0 or overlap <= tile // 2, "overlap", overlap,
+         f"at most half {tile_text}, e.g. {max(tile, 0) // 4}"),
     ]
     return [(name, value, use) for ok, name, value, use in checks if not ok]
 
@@ -299,6 +296,7 @@ class Segmenter:
     batch_size: int = 8
     tta: bool = False
     normalization: str = "percentile"
+    invert_above: float = 0.5   # Otsu's (otsu.invert_above)
     instance_params: dict = None
 
     def __post_init__(self):
@@ -314,7 +312,7 @@ class Segmenter:
     def mask(self, raw):
         gray = native_gray(raw, self.normalization)
         if self.method == "otsu":
-            return otsu_segment(gray)
+            return otsu_segment(gray, self.invert_above)
         probs = native_probs(self.model, gray, self.tile, self.overlap, self.batch_size, self.tta)
         return (probs > self.threshold).astype(np.uint8)
 

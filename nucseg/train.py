@@ -85,7 +85,7 @@ def make_dataset(images, masks, batch_size=16, shuffle=False, augment=None, seed
 def lr_schedule(learning_rate, decay=0.1, constant_epochs=1):
     """Constant for the first `constant_epochs`, then multiplied by exp(-decay) each epoch."""
 
-    def schedule(epoch, lr=None):
+    def schedule(epoch):
         return float(learning_rate * math.exp(-decay * max(0, epoch + 1 - constant_epochs)))
 
     return schedule
@@ -121,7 +121,7 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     history : DataFrame
         One row per epoch: epoch, phase, lr and every loss/metric, train and ``val_``.
     info : dict
-        best_epoch, best_val_loss, epochs_run and seconds.
+        best_epoch, best_val_loss, best_val_dice, epochs_run and seconds.
     """
     set_seed(seed, deterministic)
     img_size = int(np.shape(images_train)[1])

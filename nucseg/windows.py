@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import native_gray, parallel_map, resize
-from .io import NucsegError, load_npz
+from .data import native_gray, parallel_map, read_meta, resize, select
+from .io import NucsegError, UnknownIds, load_npz, open_raw, read_ids
 from .masks import resize_mask
 
 
@@ -105,6 +105,24 @@ def model_inputs(source, labels_path, ids, tile, size, normalization, limit=None
     float32; at most `limit`, evenly spaced over the images. For int8 calibration and checks."""
     inputs = source_windows(source, labels_path, ids, tile, size, normalization, jobs=jobs)[0]
     return thin(inputs, limit)[..., None].astype(np.float32)
+
+
+def split_inputs(ids_path, tile, size, normalization, raw, labels, images, meta, limit=None):
+    """What the model sees of the images listed in `ids_path` (a split's ids), (K, size, size, 1)
+    float32, at most `limit`, evenly spaced (`thin`): with a `tile`, their windows cut from the
+    `raw` data (`model_inputs`; `labels`: the native label images' .npz), else their rows of the
+    ingested `images` (.npy, ordered as `meta`). For int8 calibration and its check. Runs process
+    pools: call it before TensorFlow starts."""
+    ids = read_ids(ids_path)
+    if not ids:
+        raise NucsegError(f"{ids_path}: no ids; rebuild the split with 'dvc repro split'")
+    try:
+        if tile:
+            return model_inputs(open_raw(raw), labels, ids, tile, size, normalization, limit)
+        rows = select(np.load(images, mmap_mode="r"), read_meta(meta)["id"].tolist(), ids, where=f"{images}")
+        return thin(rows, limit)[..., None].astype(np.float32)
+    except UnknownIds as exc:   # from the raw data or the labels' npz
+        raise NucsegError(f"{ids_path}: {exc}") from None
 
 
 def thin(array, limit=None):

@@ -4,10 +4,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from nucseg.augment import blur
-from nucseg.data import select
+from nucseg.data import read_meta, select
 from nucseg.io import keep_only, read_ids
 from nucseg.params import load_params, run
 from nucseg.plots import augmentation_gallery
@@ -33,10 +32,10 @@ def main():
     parser.add_argument("--out", required=True, help="folder for one PNG per augmentation")
     args = parser.parse_args()
     seed = load_params()["seed"]
-    ids = pd.read_csv(args.meta)["id"].tolist()
+    ids = read_meta(args.meta)["id"].tolist()
     shown = read_ids(args.ids)[:1]
-    image = select(np.load(args.images), ids, shown)[0]
-    mask = select(np.load(args.masks), ids, shown)[0]
+    image = select(np.load(args.images), ids, shown, where=f"{args.ids} in {args.images}")[0]
+    mask = select(np.load(args.masks), ids, shown, where=f"{args.ids} in {args.masks}")[0]
     for name, settings in STRENGTHS.items():
         augmentation_gallery(image, mask, settings, Path(args.out) / f"{name}.png", seed=seed)
     keep_only(args.out, [f"{name}.png" for name in STRENGTHS])

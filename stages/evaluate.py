@@ -8,7 +8,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from nucseg.data import select
+from nucseg.data import read_meta, select
 from nucseg.evaluate import compare, pick_gallery, score_native
 from nucseg.instances import instances
 from nucseg.io import load_npz, read_ids, save_csv, save_json
@@ -39,11 +39,11 @@ def main():
     instance_params = load_params("instances", with_base=False)
     threshold = params["threshold"]
 
-    meta = pd.read_csv(args.meta)
+    meta = read_meta(args.meta)
     all_ids, ids = meta["id"].tolist(), read_ids(args.ids)
-    truth = select(np.load(args.masks), all_ids, ids)
+    truth = select(np.load(args.masks), all_ids, ids, where=f"{args.ids} in {args.masks}")
     predictions = {
-        "otsu": select(np.load(args.otsu), all_ids, ids),
+        "otsu": select(np.load(args.otsu), all_ids, ids, where=f"{args.ids} in {args.otsu}"),
         "unet": (np.load(args.unet).astype(np.float32) > threshold).astype(np.uint8),
     }
     summary, per_image = compare(truth, predictions, ids)

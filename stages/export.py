@@ -13,36 +13,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from nucseg.data import select
 from nucseg.evaluate import forward, load_model, predict_probs
-from nucseg.io import NucsegError, RawSource, UnknownIds, atomic_path, find_raw, read_ids
-from nucseg.lite import BATCH, CALIBRATION_BATCHES, LiteModel, convert
+from nucseg.io import NucsegError, atomic_path
+from nucseg.lite import BATCH, CALIBRATION, LiteModel, convert
 from nucseg.metrics import confusion, scores
 from nucseg.modelinfo import add_to_tflite, model_settings
 from nucseg.params import load_params, run
-from nucseg.windows import model_inputs, thin
-
-CALIBRATION = CALIBRATION_BATCHES * BATCH   # 512 images (convert draws the smaller entry points' from them)
-
-
-def inputs_of(ids_path, p, args, limit=None):
-    """What the model sees of the images listed in `ids_path`, (K, img_size, img_size, 1), at most
-    `limit` of them, evenly spaced. Runs process pools: call it before TensorFlow starts."""
-    ids = read_ids(ids_path)
-    if not ids:
-        raise NucsegError(f"{ids_path}: no ids; int8 export calibrates and checks on the split's images "
-                          "(rebuild it with 'dvc repro split')")
-    tile, size, normalization = p["tile"], p["img_size"], p["normalization"]
-    try:
-        if tile:
-            source = RawSource(find_raw(args.raw) or args.raw)
-            return model_inputs(source, args.labels, ids, tile, size, normalization, limit)
-        images = select(np.load(args.images, mmap_mode="r"), pd.read_csv(args.meta)["id"].tolist(), ids)
-        return thin(images, limit)[..., None].astype(np.float32)
-    except UnknownIds as exc:   # from the raw data or the labels' npz
-        raise NucsegError(f"{ids_path}: {exc}") from None
+from nucseg.windows import split_inputs
 
 
 def float32_gap(lite, model):
@@ -99,8 +77,10 @@ def main():
     if p["precision"] == "float32":
         content, check = export_float32(load_model(args.model), settings, args)
     else:   # windows first: their process pools fork before TensorFlow starts
-        val = inputs_of(Path(args.split) / "val.txt", p, args)
-        calibration = inputs_of(Path(args.split) / "train.txt", p, args, limit=CALIBRATION)
+        data = dict(tile=p["tile"], size=p["img_size"], normalization=p["normalization"], raw=args.raw,
+                    labels=args.labels, images=args.images, meta=args.meta)
+        val = split_inputs(Path(args.split) / "val.txt", **data)
+        calibration = split_inputs(Path(args.split) / "train.txt", **data, limit=CALIBRATION)
         content, check = export_int8(load_model(args.model), settings, calibration, val, p["min_agreement"],
                                      args)
     with atomic_path(args.out) as tmp:

@@ -3,7 +3,7 @@ import argparse
 from pathlib import Path
 
 from nucseg.data import ingest
-from nucseg.io import RawSource, find_raw, save_csv, save_npy
+from nucseg.io import open_raw, save_csv, save_npy
 from nucseg.params import load_params, run
 
 
@@ -13,7 +13,7 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     params = load_params("ingest")
-    source = RawSource(find_raw(args.raw) or args.raw)
+    source = open_raw(args.raw)
     images, meta = ingest(source, img_size=params["img_size"], normalization=params["normalization"])
     out = Path(args.out)
     save_csv(out / "meta.csv", meta)

@@ -2,7 +2,7 @@
 import argparse
 from pathlib import Path
 
-from nucseg.io import RawSource, find_raw, save_npy, save_npz
+from nucseg.io import open_raw, save_npy, save_npz
 from nucseg.masks import build_masks
 from nucseg.params import load_params, run
 
@@ -13,7 +13,7 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     params = load_params()
-    source = RawSource(find_raw(args.raw) or args.raw)
+    source = open_raw(args.raw)
     masks, labels = build_masks(source, img_size=params["img_size"])
     out = Path(args.out)
     save_npz(out / "labels.npz", labels)

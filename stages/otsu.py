@@ -3,7 +3,7 @@ import argparse
 
 import numpy as np
 
-from nucseg.io import RawSource, find_raw, save_npy, save_npz
+from nucseg.io import open_raw, save_npy, save_npz
 from nucseg.otsu import otsu_batch, otsu_native
 from nucseg.params import load_params, run
 
@@ -17,7 +17,7 @@ def main():
     args = parser.parse_args()
     params = load_params("ingest", "otsu")
     masks = otsu_batch(np.load(args.images), invert_above=params["invert_above"])
-    source = RawSource(find_raw(args.raw) or args.raw)
+    source = open_raw(args.raw)
     native = otsu_native(source, source.ids, normalization=params["normalization"],
                          invert_above=params["invert_above"])
     save_npz(args.native, native)

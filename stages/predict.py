@@ -7,11 +7,10 @@ img_size; with ``tile: 0`` the model predicts each image resized as a whole, as 
 import argparse
 
 import numpy as np
-import pandas as pd
 
-from nucseg.data import native_gray, resize, select
+from nucseg.data import native_gray, read_meta, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import RawSource, find_raw, read_ids, save_npy, save_npz
+from nucseg.io import open_raw, read_ids, save_npy, save_npz
 from nucseg.params import load_params, run
 from nucseg.predict import iter_native_probs
 
@@ -29,14 +28,15 @@ def main():
     p = load_params("ingest", "predict")
     model = load_model(args.model)
     ids = read_ids(args.ids)
-    source = RawSource(find_raw(args.raw) or args.raw)
+    source = open_raw(args.raw)
     grays = (native_gray(source.read_image(i), p["normalization"]) for i in ids)
     native = dict(zip(ids, iter_native_probs(model, grays, tile=p["tile"], overlap=p["overlap"],
                                              batch_size=p["batch_size"], tta=p["tta"])))
     if p["tile"]:
         probs = np.stack([resize(native[i], p["img_size"]) for i in ids])
     else:
-        images = select(np.load(args.images), pd.read_csv(args.meta)["id"].tolist(), ids)
+        images = select(np.load(args.images), read_meta(args.meta)["id"].tolist(), ids,
+                        where=f"{args.ids} in {args.images}")
         probs = predict_probs(model, images, batch_size=p["batch_size"], tta=p["tta"])
     native = {i: prob.astype(np.float16) for i, prob in native.items()}
     save_npz(args.native, native)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nucseg.data import native_gray, resize, select
+from nucseg.data import native_gray, read_meta, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import NucsegError, RawSource, find_raw, keep_only, load_npz, read_ids, save_csv, save_json
+from nucseg.io import NucsegError, keep_only, load_npz, open_raw, read_ids, save_csv, save_json
 from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
@@ -43,7 +43,7 @@ def main():
     invert_above = load_params("otsu")["invert_above"]
     instance_params = load_params("instances", with_base=False)
 
-    all_ids, ids = pd.read_csv(args.meta)["id"].tolist(), read_ids(args.ids)
+    all_ids, ids = read_meta(args.meta)["id"].tolist(), read_ids(args.ids)
     if p["example"] and p["example"] not in ids:
         raise NucsegError(f"params.yaml: robustness.example is {p['example']!r}, not an id in {args.ids}; "
                           "use one of its ids, or \"\" for the first")
@@ -53,7 +53,7 @@ def main():
     model = load_model(args.model)
     with load_npz(args.labels) as native:
         if tile:
-            source = RawSource(find_raw(args.raw) or args.raw)
+            source = open_raw(args.raw)
             images = []
             for i in ids:
                 gray = native_gray(source.read_image(i), p["normalization"])
@@ -64,8 +64,8 @@ def main():
             scaled_overlap = round(overlap * size / tile)
             predict = lambda x: list(iter_native_probs(model, x, tile=size, overlap=scaled_overlap, batch_size=64))
         else:
-            images = select(np.load(args.images), all_ids, ids)
-            masks = select(np.load(args.masks), all_ids, ids)
+            images = select(np.load(args.images), all_ids, ids, where=f"{args.ids} in {args.images}")
+            masks = select(np.load(args.masks), all_ids, ids, where=f"{args.ids} in {args.masks}")
             labels = [labels_at(native[i], size) for i in ids]
             predict = lambda x: predict_probs(model, np.stack(x), batch_size=64)
     degradations = {name: p["severities"][name] for name in p["degradations"]}

@@ -2,8 +2,7 @@
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
+from nucseg.data import read_meta
 from nucseg.io import NucsegError, save_ids
 from nucseg.params import load_params, run
 from nucseg.split import split_ids
@@ -15,7 +14,7 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     params = load_params("split")
-    ids = pd.read_csv(args.meta)["id"].tolist()
+    ids = read_meta(args.meta)["id"].tolist()
     parts = split_ids(ids, val=params["val"], test=params["test"], seed=params["seed"])
     for name, part in zip(("train", "val", "test"), parts):
         if not part:   # each later stage needs images in its split: refused here (a few images, a small fraction)

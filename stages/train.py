@@ -9,10 +9,9 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from nucseg.data import select
-from nucseg.io import RawSource, find_raw, read_ids, save_csv, save_json
+from nucseg.data import read_meta, select
+from nucseg.io import open_raw, read_ids, save_csv, save_json
 from nucseg.model import weights_file
 from nucseg.modelinfo import model_settings
 from nucseg.params import load_params, run
@@ -49,15 +48,16 @@ def main():
 
     train_ids, val_ids = read_ids(Path(args.split) / "train.txt"), read_ids(Path(args.split) / "val.txt")
     if p["tile"]:
-        source = RawSource(find_raw(args.raw) or args.raw)
+        source = open_raw(args.raw)
         windows = dict(tile=p["tile"], size=p["img_size"], normalization=p["normalization"])
         x_train, y_train, groups = source_windows(source, args.labels, train_ids, **windows)
         x_val, y_val, _ = source_windows(source, args.labels, val_ids, overlap=overlap, **windows)
     else:
-        ids = pd.read_csv(args.meta)["id"].tolist()
+        ids = read_meta(args.meta)["id"].tolist()
         images, masks = np.load(args.images), np.load(args.masks)
-        x_train, y_train, groups = select(images, ids, train_ids), select(masks, ids, train_ids), None
-        x_val, y_val = select(images, ids, val_ids), select(masks, ids, val_ids)
+        where = f"{args.split}/*.txt in {args.images} and {args.masks}"
+        x_train, y_train = select(images, ids, train_ids, where), select(masks, ids, train_ids, where)
+        x_val, y_val, groups = select(images, ids, val_ids, where), select(masks, ids, val_ids, where), None
     augment = {k: tuple(v) if isinstance(v, list) else v for k, v in (p["augment"] or {}).items()}
     if augment.get("degrade"):
         augment.update(degrade_levels=levels, normalization=p["normalization"])

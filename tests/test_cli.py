@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import write_kaggle_dir, write_kaggle_zip
 from nucseg.cli import main
@@ -60,7 +61,9 @@ def test_predict_command_without_model(tmp_path, kaggle_zip, capsys):
 
 def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, capsys):
     samples, kaggle_zip = gray
-    assert main(["evaluate", str(kaggle_zip), "--model", str(model_file), "--out", str(tmp_path / "m.json")]) == 0
+    # --tile 64: the stand-in sees the 64x80 samples at half scale (at the default 256, an eighth)
+    assert main(["evaluate", str(kaggle_zip), "--model", str(model_file), "--tile", "64", "--overlap", "16",
+                 "--out", str(tmp_path / "m.json")]) == 0
     with_masks = json.loads((tmp_path / "m.json").read_text())
     assert with_masks["n_images"] == len(samples)
     for method in ("unet", "otsu"):
@@ -140,7 +143,9 @@ def folder(tmp_path, samples):
     (["--batch-size", "0"], "--batch-size 0: out of range; use 1 or more"),
     (["--tile", "-5"], "--tile -5: out of range"),
     (["--overlap", "-100"], "--overlap -100: out of range"),
-    (["--tile", "48", "--overlap", "48"], "--overlap 48: out of range; use one below the tile (48, --tile), e.g. 12"),
+    (["--tile", "48", "--overlap", "25"], "--overlap 25: out of range; use at most half the tile (48, --tile), e.g. 12"),
+    (["--tile", "16"], "--tile 16: out of range; use 0 (whole images) or 32 or more pixels"),   # as base.tile
+    (["--invert-above", "1.5"], "--invert-above 1.5: out of range; use a fraction from 0 to 1"),
     (["--min-size", "-1"], "--min-size -1: out of range; use 0 or more pixels"),
     (["--out", "{tmp}/afile"], "afile: a file, not a folder; give --out a new or existing folder"),
     (["--rle", "{tmp}/afile/x.csv"], "afile is a file, not a folder; give --rle a path in a folder"),
@@ -182,11 +187,11 @@ def bare_model(tmp_path, model_file):
 def test_overlap_is_checked_against_the_models_tile(tmp_path, folder, bare_model, capsys):
     _config_json(bare_model.parent, 48)
     assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 1
-    assert f"--overlap 64: out of range; use one below the tile (48, from {bare_model.parent / 'config.json'})" in \
+    assert f"--overlap 64: out of range; use at most half the tile (48, from {bare_model.parent / 'config.json'})" in \
         _one_error_line(capsys)
     add_to_keras(bare_model, model_settings(40, 32, "percentile"))   # the file's own settings come first
     assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 1
-    assert f"--overlap 64: out of range; use one below the tile (40, from {bare_model})" in _one_error_line(capsys)
+    assert f"--overlap 64: out of range; use at most half the tile (40, from {bare_model})" in _one_error_line(capsys)
 
 
 def test_predict_notes_the_default_tile_when_the_model_has_no_settings(tmp_path, folder, bare_model, capsys):
@@ -491,3 +496,41 @@ def test_fill_holes_option_counts_a_ring_of_nuclei(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", str(tmp_path / "in"), "--method", "otsu", "--out", str(tmp_path / "o"), "--fill-holes", "yes"])
     assert "invalid choice: 'yes'" in capsys.readouterr().err
+
+
+def test_solution_csv_with_ids_of_digits_only(tmp_path, gray, capsys):
+    """Ids such as 001 stay text: read as numbers they matched no folder."""
+    samples, _ = gray
+    renamed = {f"{k:03d}": sample for k, sample in enumerate(samples.values(), 1)}
+    images_only = write_kaggle_dir(tmp_path / "test", renamed)
+    for masks in images_only.glob("*/masks"):
+        for f in masks.iterdir():
+            f.unlink()
+        masks.rmdir()
+    rows = [(i, rle_encode(m), im.shape[0], im.shape[1]) for i, (im, ms) in renamed.items() for m in ms]
+    pd.DataFrame(rows, columns=["ImageId", "EncodedPixels", "Height", "Width"]).to_csv(tmp_path / "sol.csv", index=False)
+    assert main(["evaluate", str(images_only), "--solution", str(tmp_path / "sol.csv"), "--method", "otsu",
+                 "--out", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["n_images"] == len(renamed)
+    assert sorted(pd.read_csv(tmp_path / "s.per_image.csv", dtype={"id": str})["id"].unique()) == sorted(renamed)
+
+
+def test_compare_refuses_a_negative_seed_in_one_line(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--seed", "-1"]) == 1
+    assert _one_error_line(capsys) == "error: --seed -1: out of range; use an integer from 0 to 2**32 - 1, e.g. 0"
+
+
+def test_otsu_inverts_above_the_fraction_given(tmp_path, capsys):
+    """An image whose bright part covers 60% of it: inverted at the default 0.5 (the dark 40% are
+    the nuclei), kept at --invert-above 0.7, as otsu.invert_above says for the pipeline."""
+    image = np.zeros((50, 50), np.uint8)
+    image[:30] = 200
+    Image.fromarray(image).save(tmp_path / "x.png")
+    for value, nucleus_rows in (("0.5", slice(30, 50)), ("0.7", slice(0, 30))):
+        out = tmp_path / f"o{value}"
+        assert main(["predict", str(tmp_path / "x.png"), "--method", "otsu", "--invert-above", value,
+                     "--out", str(out)]) == 0
+        mask = np.asarray(Image.open(out / "masks" / "x.png")) > 0
+        expected = np.zeros_like(mask)
+        expected[nucleus_rows] = True
+        assert np.array_equal(mask, expected), value

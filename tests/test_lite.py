@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 from nucseg.evaluate import forward, load_model, predict_probs
 from nucseg.io import NucsegError
-from nucseg.lite import BATCH, SIZES, LiteModel, convert
+from nucseg.lite import BATCH, LiteModel, convert
 from nucseg.model import get_model
 from nucseg.predict import iter_native_probs
 

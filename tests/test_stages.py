@@ -219,8 +219,8 @@ def test_evaluate_stage_with_an_id_the_data_lacks_stops_in_one_line(tmp_path, mo
     argv, path = write_project(tmp_path, 0.5)
     path["--ids"].write_text("c\nzz\n")
     assert fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys) == (
-        "error: 1 ids not in the data, e.g. zz: the id lists and the arrays come from different runs; "
-        "rebuild them with 'dvc repro'")
+        "error: data/split/test.txt in data/masks/masks.npy: 1 ids not in the data, e.g. zz: the id lists and the "
+        "arrays come from different runs; rebuild them with 'dvc repro'")
 
 
 def test_evaluate_stage_with_labels_from_other_ids_stops_in_one_line(tmp_path, monkeypatch, capsys):
