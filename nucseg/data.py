@@ -88,14 +88,18 @@ def normalize(x, method="percentile", low=1.0, high=99.8):
     """Stretch intensities to [0, 1].
 
     ``percentile`` maps the `low` and `high` percentiles to 0 and 1 and clips (as CSBDeep's
-    ``normalize``), so dim 12-bit and bright 8-bit data look alike to the model. ``none`` keeps
-    the values. A flat image stays flat (all zeros) instead of dividing by zero.
+    ``normalize``), so dim 12-bit and bright 8-bit data look alike to the model. Where they are
+    equal (a few small nuclei on an even background: under 0.2% of the pixels), the maximum maps
+    to 1 instead, so that those nuclei are kept. ``none`` keeps the values. A flat image stays
+    flat (all zeros) instead of dividing by zero.
     """
     if method == "none":
         return x.astype(np.float32)
     if method != "percentile":
         raise ValueError(f"unknown normalisation {method!r}: use 'percentile' or 'none'")
     lo, hi = np.percentile(x, [low, high])
+    if hi - lo < 1e-6:
+        hi = np.max(x)
     if hi - lo < 1e-6:
         return np.zeros_like(x, dtype=np.float32)
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)

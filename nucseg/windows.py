@@ -115,11 +115,12 @@ def split_inputs(ids_path, tile, size, normalization, raw, labels, images, meta,
     pools: call it before TensorFlow starts."""
     ids = read_ids(ids_path)
     if not ids:
-        raise NucsegError(f"{ids_path}: no ids; rebuild the split with 'dvc repro split'")
+        raise NucsegError(f"{ids_path}: no ids; int8 export calibrates and checks on the split's images "
+                          "(rebuild it with 'dvc repro split')")
     try:
         if tile:
             return model_inputs(open_raw(raw), labels, ids, tile, size, normalization, limit)
-        rows = select(np.load(images, mmap_mode="r"), read_meta(meta)["id"].tolist(), ids, where=f"{images}")
+        rows = select(np.load(images, mmap_mode="r"), read_meta(meta)["id"].tolist(), ids)
         return thin(rows, limit)[..., None].astype(np.float32)
     except UnknownIds as exc:   # from the raw data or the labels' npz
         raise NucsegError(f"{ids_path}: {exc}") from None

@@ -6,6 +6,8 @@ that severities in pixels mean the same as in training's degradation augmentatio
 > 0 the instance params, in native pixels, are scaled alike (`instances.min_size` 30 is 8 pixels
 at half size; with tile 0 each image has its own scale, and they stay as they are). At the worst severity, the U-Net's margin over Otsu gets a 95% interval from a
 paired bootstrap over the test images; every image's scores are written for other comparisons.
+The model runs without test-time flips (`predict.tta`: 35 levels of 67 images would take four
+times as long), in batches of 64 windows (LiteRT computes them 8 at a time).
 """
 import argparse
 from pathlib import Path

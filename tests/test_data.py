@@ -2,6 +2,7 @@ import numpy as np
 
 from nucseg.data import ingest, is_color, normalize, prepare_image, resize, select, to_gray
 from nucseg.io import RawSource
+from nucseg.otsu import otsu_segment
 
 
 def test_to_gray_weights_and_scales():
@@ -32,6 +33,15 @@ def test_normalize_percentiles_and_flat():
     np.testing.assert_allclose(y[500], 0.5, atol=1e-5)
     assert not normalize(np.full((4, 4), 0.3)).any()
     np.testing.assert_array_equal(normalize(x, "none"), x)
+
+
+def test_normalize_keeps_a_few_small_nuclei_on_an_even_background():
+    # 9 of 10,000 pixels bright: the 99.8th percentile is the background's, as is the 1st
+    x = np.full((100, 100), 12.0)
+    x[40:43, 50:53] = 200.0
+    y = normalize(x)
+    assert y[40:43, 50:53].min() == 1 and y.sum() == 9
+    assert otsu_segment(y).sum() == 9
 
 
 def test_resize_averages_when_shrinking():

@@ -234,7 +234,7 @@ def test_export_stage_int8_names_an_id_the_data_lacks(models, tmp_path, monkeypa
     (tmp_path / "unet.tflite").write_bytes(b"previous")
     monkeypatch.setattr("nucseg.lite.convert", lambda *a: pytest.fail("converted without its images"))
     real_read_ids = __import__("nucseg.io", fromlist=["read_ids"]).read_ids
-    monkeypatch.setattr("nucseg.io.read_ids", lambda path: real_read_ids(path) + ["not-ingested"])
+    monkeypatch.setattr("nucseg.windows.read_ids", lambda path: real_read_ids(path) + ["not-ingested"])
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8")
     _assert_refused(capsys, tmp_path, "split/val.txt: 1 ids not in the data, e.g. not-ingested: the id lists and "
