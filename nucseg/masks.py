@@ -27,7 +27,8 @@ def label_image(masks, shape=None):
 
 
 def resize_mask(mask, size):
-    """Resize a binary mask to `size` (an int for square, or (height, width)) and threshold at one half: the result is exactly 0/1.
+    """Resize a binary mask to `size` (an int for square, or (height, width)) and threshold at one
+    half: the result is exactly 0/1.
 
     The union is resized once, as a whole, by area averaging; a pixel is foreground where nuclei
     cover at least half of it. (Resizing each nucleus first and adding them up, as the original

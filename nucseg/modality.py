@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+
 def modality(color, mean, bright=0.5):
     """The modality of one image from its colour flag and mean gray value in [0, 1]."""
     if color:
