@@ -59,6 +59,19 @@ def test_predict_command_without_model(tmp_path, kaggle_zip, capsys):
     assert err.startswith("error: ") and "none.keras: no model there" in err and "\n" not in err
 
 
+def _images_and_solution(tmp_path, samples):
+    """`samples` as BBBC038's stage1_test: images in the Kaggle layout without masks (returned),
+    the truth in `tmp_path / "sol.csv"` as run-length rows."""
+    images_only = write_kaggle_dir(tmp_path / "test", samples)
+    for masks in images_only.glob("*/masks"):
+        for f in masks.iterdir():
+            f.unlink()
+        masks.rmdir()
+    rows = [(i, rle_encode(m), im.shape[0], im.shape[1]) for i, (im, ms) in samples.items() for m in ms]
+    pd.DataFrame(rows, columns=["ImageId", "EncodedPixels", "Height", "Width"]).to_csv(tmp_path / "sol.csv", index=False)
+    return images_only
+
+
 def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, capsys):
     samples, kaggle_zip = gray
     # --tile 64: the stand-in sees the 64x80 samples at half scale (at the default 256, an eighth)
@@ -72,13 +85,7 @@ def test_evaluate_with_masks_and_with_solution_csv(tmp_path, gray, model_file, c
     assert (tmp_path / "m.per_image.csv").exists()
 
     # the same truth as images without masks plus an RLE solution (BBBC038's stage1_test layout)
-    images_only = write_kaggle_dir(tmp_path / "test", samples)
-    for masks in images_only.glob("*/masks"):
-        for f in masks.iterdir():
-            f.unlink()
-        masks.rmdir()
-    rows = [(i, rle_encode(m), im.shape[0], im.shape[1]) for i, (im, ms) in samples.items() for m in ms]
-    pd.DataFrame(rows, columns=["ImageId", "EncodedPixels", "Height", "Width"]).to_csv(tmp_path / "sol.csv", index=False)
+    images_only = _images_and_solution(tmp_path, samples)
     assert main(["evaluate", str(images_only), "--solution", str(tmp_path / "sol.csv"), "--method", "otsu",
                  "--out", str(tmp_path / "s.json")]) == 0
     with_csv = json.loads((tmp_path / "s.json").read_text())
@@ -502,13 +509,7 @@ def test_solution_csv_with_ids_of_digits_only(tmp_path, gray, capsys):
     """Ids such as 001 stay text: read as numbers they matched no folder."""
     samples, _ = gray
     renamed = {f"{k:03d}": sample for k, sample in enumerate(samples.values(), 1)}
-    images_only = write_kaggle_dir(tmp_path / "test", renamed)
-    for masks in images_only.glob("*/masks"):
-        for f in masks.iterdir():
-            f.unlink()
-        masks.rmdir()
-    rows = [(i, rle_encode(m), im.shape[0], im.shape[1]) for i, (im, ms) in renamed.items() for m in ms]
-    pd.DataFrame(rows, columns=["ImageId", "EncodedPixels", "Height", "Width"]).to_csv(tmp_path / "sol.csv", index=False)
+    images_only = _images_and_solution(tmp_path, renamed)
     assert main(["evaluate", str(images_only), "--solution", str(tmp_path / "sol.csv"), "--method", "otsu",
                  "--out", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["n_images"] == len(renamed)
