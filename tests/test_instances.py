@@ -54,9 +54,11 @@ def test_separate_disks_of_many_sizes_are_counted():
     mask = np.zeros(shape, bool)
     for y, x, r in centres:
         mask |= disk(shape, (y, x), r)
-    labels = instances(mask)
+    labels = instances(mask, min_size=10)
     assert labels.max() == len(centres)
     _assert_one_label_per_centre(labels, [c[:2] for c in centres], tol=0.5)
+    # the default min_size is params.yaml's 30 pixels: the disk of radius 3 (29 pixels) goes
+    assert int(mask[37:44, 37:44].sum()) == 29 and instances(mask).max() == len(centres) - 1
 
 
 def test_holes_filled_and_specks_removed():
