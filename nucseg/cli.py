@@ -14,6 +14,7 @@ from .params import FILL_HOLES
 
 # the pipeline's defaults, for a model that carries no settings and has no config.json beside it
 DEFAULT_SETTINGS = {"tile": 256, "normalization": "percentile"}
+DEFAULT_OVERLAP = 64   # native pixels, at most half the tile (predict.overlap)
 MODEL_SUFFIXES = (".tflite", ".keras")
 PREDICT_EXIT = ("exit status: 0 every image segmented; 1 bad input or no image segmented; 2 some images "
                 "failed (summary.csv's error column says why); 130 interrupted (nothing written: "
@@ -37,8 +38,9 @@ def _segmenter_args(parser):
                         help="native pixels per model input: images are cut into overlapping windows of this "
                              "size (default: the tile the model was trained with, stored in the model file or "
                              "its config.json, else 256)")
-    parser.add_argument("--overlap", type=int, default=64,
-                        help="tile overlap in pixels, from 0 to half the tile (default: %(default)s)")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help=f"tile overlap in pixels, from 0 to half the tile (default: {DEFAULT_OVERLAP}, or half "
+                             "the tile where that is less)")
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input (--tile 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
@@ -83,13 +85,21 @@ def _unet(args):
     return model, settings
 
 
+def _overlap(args, tile):
+    """--overlap, or by default 64 native pixels, at most half the `tile` (a model's own tile may
+    be as small as 32)."""
+    if args.overlap is not None:
+        return args.overlap
+    return min(DEFAULT_OVERLAP, tile // 2) if tile else DEFAULT_OVERLAP
+
+
 def _check_numbers(args, tile=None, source="--tile"):
     """Refuse out-of-range numeric options before anything is loaded (with `tile`, the one
     resolved from --tile or the model, named by `source`: the overlap against it)."""
     from .predict import setting_problems
 
-    problems = setting_problems(args.threshold, args.batch_size, (args.tile or 0) if tile is None else tile,
-                                args.overlap, tile_source=source)
+    tile = (args.tile or 0) if tile is None else tile
+    problems = setting_problems(args.threshold, args.batch_size, tile, _overlap(args, tile), tile_source=source)
     problems += [("min_size", args.min_size, "0 or more pixels, e.g. 30")] * (args.min_size < 0)
     problems += [("invert_above", args.invert_above, "a fraction from 0 to 1, e.g. 0.5")] * \
         (not 0 <= args.invert_above <= 1)
@@ -132,7 +142,7 @@ def _segmenter(args, method, model=None, settings=None):
     return Segmenter(
         method=method, model=model, threshold=args.threshold, tile=settings["tile"],
         normalization=settings["normalization"], invert_above=args.invert_above,
-        overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+        overlap=_overlap(args, settings["tile"]), batch_size=args.batch_size, tta=args.tta,
         instance_params=dict(min_size=args.min_size, fill_holes=args.fill_holes,
                              split_touching=not args.no_split),
     )

@@ -176,11 +176,6 @@ def check_params(params, path="params.yaml"):
     if _is_int(tile) and _is_int(overlap) and tile and overlap > tile // 2:
         raise NucsegError(f"{path}: predict.overlap is {overlap} with base.tile {tile}; use an overlap of at most "
                           f"half the tile ({tile // 2}: four windows a tile), e.g. a quarter of it ({tile // 4})")
-    weights = (params.get("train") or {}).get("encoder_weights")
-    if isinstance(weights, str) and weights and weights.lower() not in ("imagenet", "none") \
-            and not Path(weights).is_file():
-        raise NucsegError(f"{path}: train.encoder_weights is {weights!r}, which is no file (from {Path.cwd()}); "
-                          "use imagenet, none or the path of a MobileNetV2 no-top .h5 file")
     robustness = params.get("robustness") or {}
     severities = robustness.get("severities") if isinstance(robustness.get("severities"), dict) else {}
     augment = (params.get("train") or {}).get("augment") or {}
@@ -236,6 +231,11 @@ def load_params(*sections, path="params.yaml", with_base=True):
         if section not in params:
             raise NucsegError(f"{path}: no '{section}' section; add it (see params.yaml in the repository)")
     check_params(params, path)
+    weights = (params.get("train") or {}).get("encoder_weights")
+    if "train" in sections and weights.lower() not in ("imagenet", "none") and not Path(weights).is_file():
+        # only where training reads it: a queued experiment's copy of the repository lacks an untracked file
+        raise NucsegError(f"{path}: train.encoder_weights is {weights!r}, which is no file (from {Path.cwd()}); "
+                          "use imagenet, none or the path of a MobileNetV2 no-top .h5 file")
     merged = dict(params.get("base", {})) if with_base else {}
     for section in sections:
         values = params[section] or {}

@@ -193,12 +193,24 @@ def bare_model(tmp_path, model_file):
 
 def test_overlap_is_checked_against_the_models_tile(tmp_path, folder, bare_model, capsys):
     _config_json(bare_model.parent, 48)
-    assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 1
+    given = ["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o"), "--overlap", "64"]
+    assert main(given) == 1
     assert f"--overlap 64: out of range; use at most half the tile (48, from {bare_model.parent / 'config.json'})" in \
         _one_error_line(capsys)
     add_to_keras(bare_model, model_settings(40, 32, "percentile"))   # the file's own settings come first
-    assert main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o")]) == 1
+    assert main(given) == 1
     assert f"--overlap 64: out of range; use at most half the tile (40, from {bare_model})" in _one_error_line(capsys)
+    # not given, the overlap is 64 or half the model's tile: a model's small tile needs no option
+    assert main(given[:-2]) == 0
+
+
+def test_the_default_overlap_fits_any_tile(monkeypatch, tmp_path, folder, bare_model, capsys):
+    seen = []
+    monkeypatch.setattr("nucseg.predict.Segmenter.__post_init__", lambda self: seen.append(self.overlap))
+    monkeypatch.setattr("nucseg.predict.predict_images", lambda *a, **k: pd.DataFrame({"error": [None], "nuclei": [0]}))
+    for tile, overlap in (("96", 48), ("256", 64), ("32", 16)):
+        main(["predict", str(folder), "--model", str(bare_model), "--out", str(tmp_path / "o"), "--tile", tile])
+        assert seen.pop() == overlap, tile
 
 
 def test_predict_notes_the_default_tile_when_the_model_has_no_settings(tmp_path, folder, bare_model, capsys):
