@@ -14,7 +14,6 @@ from .params import FILL_HOLES
 
 # the pipeline's defaults, for a model that carries no settings and has no config.json beside it
 DEFAULT_SETTINGS = {"tile": 256, "normalization": "percentile"}
-DEFAULT_OVERLAP = 64   # native pixels, at most half the tile (predict.overlap)
 MODEL_SUFFIXES = (".tflite", ".keras")
 PREDICT_EXIT = ("exit status: 0 every image segmented; 1 bad input or no image segmented; 2 some images "
                 "failed (summary.csv's error column says why); 130 interrupted (nothing written: "
@@ -39,8 +38,8 @@ def _segmenter_args(parser):
                              "size (default: the tile the model was trained with, stored in the model file or "
                              "its config.json, else 256)")
     parser.add_argument("--overlap", type=int, default=None,
-                        help=f"tile overlap in pixels, from 0 to half the tile (default: {DEFAULT_OVERLAP}, or half "
-                             "the tile where that is less)")
+                        help="tile overlap in pixels, from 0 to half the tile (default: 64, or half the tile where "
+                             "that is less)")
     parser.add_argument("--resize", action="store_true",
                         help="no tiling: resize every image as a whole to the model's input (--tile 0)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per model call (default: %(default)s)")
@@ -86,11 +85,10 @@ def _unet(args):
 
 
 def _overlap(args, tile):
-    """--overlap, or by default 64 native pixels, at most half the `tile` (a model's own tile may
-    be as small as 32)."""
-    if args.overlap is not None:
-        return args.overlap
-    return min(DEFAULT_OVERLAP, tile // 2) if tile else DEFAULT_OVERLAP
+    """--overlap, or `nucseg.predict.default_overlap` of the `tile`."""
+    from .predict import default_overlap
+
+    return args.overlap if args.overlap is not None else default_overlap(tile)
 
 
 def _check_numbers(args, tile=None, source="--tile"):

@@ -264,6 +264,15 @@ def _blend(shape, boxes, probs, overlap, tile=0):
     return total / weight
 
 
+DEFAULT_OVERLAP = 64   # native pixels between windows, when none is given (predict.overlap's default)
+
+
+def default_overlap(tile):
+    """The overlap when none is given: `DEFAULT_OVERLAP`, at most half the `tile` (a model's own
+    tile may be as small as 32)."""
+    return min(DEFAULT_OVERLAP, tile // 2) if tile > 0 else DEFAULT_OVERLAP
+
+
 def setting_problems(threshold=0.5, batch_size=1, tile=0, overlap=0, tile_source=None):
     """The U-Net's prediction settings that cannot work, as (name, value, what to use): a
     threshold that is not a probability, empty batches, a tile under 32 pixels (as `base.tile`:
@@ -292,7 +301,7 @@ class Segmenter:
     model: object = None
     threshold: float = 0.5
     tile: int = 256
-    overlap: int = 64
+    overlap: int = None          # None: default_overlap(tile)
     batch_size: int = 8
     tta: bool = False
     normalization: str = "percentile"
@@ -300,6 +309,8 @@ class Segmenter:
     instance_params: dict = None
 
     def __post_init__(self):
+        if self.overlap is None:
+            self.overlap = default_overlap(self.tile)
         if self.method not in ("unet", "otsu"):
             raise ValueError(f"unknown method {self.method!r}: use unet or otsu")
         if self.method == "unet" and self.model is None:

@@ -56,8 +56,8 @@ def main():
         ids = read_meta(args.meta)["id"].tolist()
         images, masks = np.load(args.images), np.load(args.masks)
         where = f"{args.split}/*.txt in {args.images} and {args.masks}"
-        x_train, y_train = select(images, ids, train_ids, where), select(masks, ids, train_ids, where)
-        x_val, y_val, groups = select(images, ids, val_ids, where), select(masks, ids, val_ids, where), None
+        x_train, y_train, groups = select(images, ids, train_ids, where), select(masks, ids, train_ids, where), None
+        x_val, y_val = select(images, ids, val_ids, where), select(masks, ids, val_ids, where)
     augment = {k: tuple(v) if isinstance(v, list) else v for k, v in (p["augment"] or {}).items()}
     if augment.get("degrade"):
         augment.update(degrade_levels=levels, normalization=p["normalization"])

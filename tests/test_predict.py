@@ -84,6 +84,8 @@ def test_segmenters_on_synthetic_nuclei(threshold_model):
         assert labels.max() == len(nuclei)
     with pytest.raises(ValueError, match="needs a model"):
         Segmenter("unet")
+    # no overlap given: 64 native pixels, at most half the tile
+    assert [Segmenter("unet", threshold_model, tile=t).overlap for t in (256, 96, 32)] == [64, 48, 16]
 
 
 def test_discover_files_folders_and_kaggle(tmp_path, samples, kaggle_zip):
