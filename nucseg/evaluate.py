@@ -86,6 +86,25 @@ def compare(y_true, predictions, ids):
     return summary, pd.concat(frames, ignore_index=True)
 
 
+def side_by_side(per_image, labels, metrics=("native_dice", "dsb")):
+    """One row per image: its modality and each method's `metrics` as ``<method>_<metric>``.
+
+    The per-image table has a row per image and method; this is its wide form, for plotting one
+    method against the other image by image (`dvc plots show`'s scatter plots).
+
+    Parameters
+    ----------
+    per_image : DataFrame with columns id, method and the metrics
+    labels : Series id -> modality
+    """
+    methods = dict.fromkeys(per_image["method"])   # in their order in the table
+    wide = per_image.pivot(index="id", columns="method", values=list(metrics))
+    wide.columns = [f"{method}_{metric}" for metric, method in wide.columns]
+    wide = wide.reindex(list(dict.fromkeys(per_image["id"])))[[f"{m}_{metric}" for metric in metrics for m in methods]]
+    wide.insert(0, "modality", wide.index.map(labels))
+    return wide.rename_axis("id").reset_index()
+
+
 def pick_gallery(per_image, n=6, method="unet"):
     """Ids spread evenly from the worst to the best image of `method` by Dice."""
     ranked = per_image[per_image["method"] == method].sort_values("dice")["id"].tolist()

@@ -109,6 +109,21 @@ def worst_case_table(results, per_image=None, seed=0):
                        "margin": worst["unet"]["dice"] - worst["otsu"]["dice"]}
         if per_image is not None:
             unet, otsu = per_image[name][-1]["unet"]["dice"], per_image[name][-1]["otsu"]["dice"]
-            table[name]["margin_ci95"] = paired_interval(unet, otsu, seed)
+            table[name]["margin_ci95_low"], table[name]["margin_ci95_high"] = paired_interval(unet, otsu, seed)
             table[name]["otsu_better"] = int(np.sum(np.asarray(otsu) > np.asarray(unet)))
     return table
+
+
+def as_metrics(results, table, n_images):
+    """The robustness stage's metrics file: the worst-case table and every severity's scores.
+
+    Severities are keys (``curves.blur.3.unet.dice``) rather than list items, and the interval
+    two numbers rather than a pair, because `dvc metrics show/diff` and `dvc exp show` read
+    numbers in nested objects and skip lists."""
+    curves = {}
+    for name, rows in results.items():
+        keys = [f"{row['severity']:g}" for row in rows]
+        if len(set(keys)) < len(keys):
+            raise ValueError(f"{name}: severities {keys} repeat a value")
+        curves[name] = {key: {method: row[method] for method in ("otsu", "unet")} for key, row in zip(keys, rows)}
+    return {"n_images": n_images, "worst": table, "curves": curves}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from nucseg.data import read_meta, select
-from nucseg.evaluate import compare, pick_gallery, score_native
+from nucseg.evaluate import compare, pick_gallery, score_native, side_by_side
 from nucseg.instances import instances
 from nucseg.io import load_npz, read_ids, save_csv, save_json
 from nucseg.modality import by_modality, modalities
@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--unet-native", required=True, help="U-Net probabilities at native resolution")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--per-image", required=True)
+    parser.add_argument("--side-by-side", required=True,
+                        help="CSV, one row per test image: its modality and both methods' native Dice and DSB")
     parser.add_argument("--bars", required=True)
     parser.add_argument("--gallery", required=True)
     parser.add_argument("--history", required=True, help="training history CSV")
@@ -66,6 +68,7 @@ def main():
         summary[method]["modality"] = per_modality[method]
     save_json(args.metrics, {"n_images": len(ids), "threshold": threshold, **summary})
     save_csv(args.per_image, per_image)
+    save_csv(args.side_by_side, side_by_side(per_image, modalities(meta)))
     metric_bars(summary, args.bars, title=f"test split ({len(ids)} images)")
     training_curves(pd.read_csv(args.history), args.curves)
 

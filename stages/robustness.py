@@ -22,7 +22,7 @@ from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
 from nucseg.predict import iter_native_probs
-from nucseg.robustness import labels_at, params_at_scale, robustness, worst_case_table
+from nucseg.robustness import as_metrics, labels_at, params_at_scale, robustness, worst_case_table
 from nucseg.windows import model_scale_shape
 
 
@@ -77,7 +77,7 @@ def main():
         example=ids.index(p["example"]) if p["example"] else 0, normalization=p["normalization"],
     )
     table = worst_case_table(results, per_image, seed=p["seed"])
-    save_json(args.metrics, {"n_images": len(ids), "worst": table, "curves": results})
+    save_json(args.metrics, as_metrics(results, table, len(ids)))
     save_csv(args.per_image, pd.DataFrame(
         [{"degradation": name, "severity": severities[level], "id": image_id, "method": method,
           **{metric: values[k] for metric, values in each[method].items()}}
@@ -93,7 +93,7 @@ def main():
             out / "gallery_worst.png", titles=[f"{n}\n{results[n][-1]['severity']:g}" for n in names])
     keep_only(out, [f"{name}.png" for name in results] + ["gallery_worst.png"])   # e.g. a degradation dropped
     for name, row in table.items():
-        low, high = row["margin_ci95"]
+        low, high = row["margin_ci95_low"], row["margin_ci95_high"]
         print(f"robustness: {name:16s} worst {row['severity']:g}: U-Net Dice {row['unet_dice']:.3f}, "
               f"Otsu {row['otsu_dice']:.3f}, margin {row['margin']:+.3f} [{low:+.3f}, {high:+.3f}], "
               f"Otsu better on {row['otsu_better']} of {len(ids)}")

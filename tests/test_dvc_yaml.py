@@ -38,6 +38,24 @@ def nucseg_imports(path, seen=None):
     return seen
 
 
+def test_a_copy_of_the_repository_runs_its_own_package(tmp_path):
+    """Queued experiments run in a temporary copy of the repository, while `pip install -e .`
+    points `import nucseg` at the checkout. Each stage's command must import the copy's nucseg/,
+    the files DVC hashed for it: here a copy whose package announces itself."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "nucseg").mkdir()
+    (tmp_path / "nucseg" / "__init__.py").write_text("raise SystemExit('the copy of nucseg')\n")
+    for name, stage in STAGES.items():
+        words = stage["cmd"].split()
+        assert words[:3] == ["python", "-m", f"stages.{name}"], name
+        result = subprocess.run([sys.executable, *words[1:3], "--help"], cwd=tmp_path, capture_output=True, text=True)
+        assert "the copy of nucseg" in result.stderr, f"{name}: {result.stderr[-300:]}"
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_lists_its_script_and_every_module_it_imports(name):
     deps = set(STAGES[name].get("deps", []))
@@ -81,3 +99,33 @@ def test_dvc_reads_this_pipeline_with_the_c_yaml_parser():
     for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
         text = (ROOT / name).read_text()
         assert parse_yaml(text, name) == YAML(typ="safe", pure=True).load(text), name
+
+
+def test_top_level_plots_draw_columns_their_files_have():
+    """`dvc plots show` draws each top-level plot from the columns it names (a misspelt one is an
+    empty plot, not an error); the CSVs are committed outputs (cache: false)."""
+    import pandas as pd
+
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    for entry in plots:
+        if isinstance(entry, str):
+            assert (ROOT / entry).exists(), entry
+            continue
+        (name, spec), = entry.items()
+        y = spec["y"] if isinstance(spec["y"], dict) else {name: spec["y"]}
+        x = spec["x"] if isinstance(spec["x"], dict) else {path: spec["x"] for path in y}
+        for axis in (x, y):
+            for path, fields in axis.items():
+                columns = pd.read_csv(ROOT / path, nrows=0).columns
+                missing = set([fields] if isinstance(fields, str) else fields) - set(columns)
+                assert not missing, f"plot {name}: {path} has no column {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_level_plots_are_images(name):
+    """A data file among a stage's plots is drawn against its row number (stage-level plots take
+    no columns to pair): tables are outputs, drawn by the top-level plots."""
+    for entry in STAGES[name].get("plots", []):
+        path = ROOT / (next(iter(entry)) if isinstance(entry, dict) else entry)
+        files = list(path.glob("*")) if path.is_dir() else [path]
+        assert files and all(f.suffix == ".png" for f in files), f"{name}: {path}"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nucseg.evaluate import compare, pick_gallery, score_native
+from nucseg.evaluate import compare, pick_gallery, score_native, side_by_side
 from nucseg.labelled import truth_from_rle
 from nucseg.rle import rle_encode
 from test_metrics import GT, PR
@@ -14,6 +14,17 @@ def test_compare_side_by_side():
     assert summary["otsu"]["mean"]["dice"] == pytest.approx(0.5)
     assert summary["otsu"]["pooled"]["iou"] == pytest.approx(1 / 3)
     assert list(per_image["method"]) == ["otsu", "otsu", "unet", "unet"]
+
+
+def test_side_by_side_puts_each_methods_score_of_an_image_in_one_row():
+    import pandas as pd
+
+    per_image = pd.DataFrame({"id": ["b", "a", "b", "a"], "method": ["otsu", "otsu", "unet", "unet"],
+                              "native_dice": [0.5, 0.6, 0.9, 0.7], "dsb": [0.1, 0.2, 0.3, 0.4]})
+    wide = side_by_side(per_image, pd.Series({"a": "histology", "b": "fluorescence"}))
+    assert list(wide.columns) == ["id", "modality", "otsu_native_dice", "unet_native_dice", "otsu_dsb", "unet_dsb"]
+    assert wide.values.tolist() == [["b", "fluorescence", 0.5, 0.9, 0.1, 0.3],
+                                    ["a", "histology", 0.6, 0.7, 0.2, 0.4]]
 
 
 def test_pick_gallery_spreads_worst_to_best():

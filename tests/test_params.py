@@ -398,8 +398,8 @@ def stage_scripts():
     import re
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: (ROOT / re.match(r"python (stages/\w+\.py) ", stage["cmd"])[1], stage.get("params", []))
-            for name, stage in stages.items()}
+    module = {name: re.match(r"python -m stages\.(\w+) ", stage["cmd"])[1] for name, stage in stages.items()}
+    return {name: (ROOT / "stages" / f"{module[name]}.py", stage.get("params", [])) for name, stage in stages.items()}
 
 
 def untracked(read, tracked):

@@ -6,7 +6,7 @@ from nucseg.data import prepare_image
 from nucseg.degrade import degrade
 from nucseg.instances import instances
 from nucseg.masks import resize_mask
-from nucseg.robustness import labels_at, paired_interval, params_at_scale, robustness, worst_case_table
+from nucseg.robustness import as_metrics, labels_at, paired_interval, params_at_scale, robustness, worst_case_table
 
 
 def test_robustness_scores_every_severity():
@@ -63,7 +63,35 @@ def test_worst_case_margin_hand_computed():
         {"severity": 0.8, "unet_dice": 1 / 2, "otsu_dice": 2 / 3, "margin": 1 / 2 - 2 / 3})   # U-Net minus Otsu
     # one image: every resample is that image, the interval is the margin itself; Otsu better on it
     row = worst_case_table(results, per_image)["linear_gradient"]
-    assert row["margin_ci95"] == pytest.approx([-1 / 6, -1 / 6]) and row["otsu_better"] == 1
+    assert [row["margin_ci95_low"], row["margin_ci95_high"]] == pytest.approx([-1 / 6, -1 / 6])
+    assert row["otsu_better"] == 1
+
+
+def test_metrics_file_keeps_every_number_where_dvc_reads_it():
+    """`dvc metrics diff` compares numbers in nested objects and skips lists: every score of the
+    robustness metrics file is a number reached through keys alone (the severity as a key)."""
+    results = {"blur": [{"severity": 0.0, "otsu": {"dice": 0.8, "dsb": 0.4}, "unet": {"dice": 0.9, "dsb": 0.5}},
+                        {"severity": 0.5, "otsu": {"dice": 0.7, "dsb": 0.3}, "unet": {"dice": 0.85, "dsb": 0.45}}],
+               "low_contrast": [{"severity": 1.0, "otsu": {"dice": 0.8}, "unet": {"dice": 0.9}},
+                                {"severity": 0.05, "otsu": {"dice": 0.75}, "unet": {"dice": 0.8}}]}
+    per_image = {name: [{m: {"dice": [row[m]["dice"]] * 2} for m in ("otsu", "unet")} for row in rows]
+                 for name, rows in results.items()}
+    data = as_metrics(results, worst_case_table(results, per_image), n_images=2)
+
+    def leaves(node, path=()):
+        assert not isinstance(node, list), f"a list at {'.'.join(path)}"
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from leaves(value, (*path, key))
+        else:
+            yield ".".join(path), node
+
+    flat = dict(leaves(data))
+    assert flat["curves.blur.0.5.unet.dice"] == 0.85 and flat["curves.low_contrast.1.otsu.dice"] == 0.8
+    assert flat["worst.blur.margin_ci95_low"] == pytest.approx(0.15) == flat["worst.blur.margin_ci95_high"]
+    assert len(flat) == 1 + 2 * 7 + 2 * 2 * 2 + 2 * 2 * 1   # n_images, two worst rows of 7, blur and low_contrast
+    with pytest.raises(ValueError, match="repeat"):
+        as_metrics({"blur": results["blur"] * 2}, {}, 2)
 
 
 def test_paired_interval_hand_computed():

@@ -68,8 +68,8 @@ def write_project(root, threshold):
     """The evaluate stage's inputs at the paths of its command in dvc.yaml; returns that command's
     arguments."""
     cmd = shlex.split(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["cmd"])
-    assert cmd[:2] == ["python", "stages/evaluate.py"]
-    args = dict(zip(cmd[2::2], cmd[3::2]))
+    assert cmd[:3] == ["python", "-m", "stages.evaluate"]
+    args = dict(zip(cmd[3::2], cmd[4::2]))
     path = {flag: root / value for flag, value in args.items()}
     for p in path.values():
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def write_project(root, threshold):
     pd.DataFrame({"epoch": [1, 2, 3], "phase": 1, "lr": [1e-3, 9e-4, 8e-4], "loss": [0.8, 0.5, 0.6],
                   "dice": [0.5, 0.7, 0.75], "val_loss": [0.7, 0.55, 0.6], "val_dice": [0.6, 0.72, 0.7]}
                  ).to_csv(path["--history"], index=False)
-    return cmd[2:], path
+    return cmd[3:], path
 
 
 # Hand-computed, per threshold. Counts in cells at img_size (x64 in pixels), in pixels at native size.
