@@ -57,13 +57,20 @@ def get_loss(name="bce_dice", pos_weight=1.0):
     return loss
 
 
+# The two metrics return one value per image, shape (batch,): Keras averages a metric over the
+# values it returns, so an epoch's figure is the mean over its images. A scalar per batch would
+# count a short last batch as much as a full one.
+
+
 def dice(y_true, logits):
-    """Hard Dice of the thresholded prediction (probability above one half), mean over the batch."""
+    """Hard Dice of the thresholded prediction (probability above one half), per image."""
     y_pred = tf.cast(logits > 0.0, tf.float32)
-    return tf.reduce_mean(soft_dice(y_true, y_pred, smooth=1e-6))
+    return soft_dice(y_true, y_pred, smooth=1e-6)
 
 
 def accuracy(y_true, logits):
-    """Pixel accuracy of the thresholded prediction (the notebook compared logits with labels)."""
+    """Pixel accuracy of the thresholded prediction, per image (the notebook compared logits with
+    labels)."""
     y_pred = tf.cast(logits > 0.0, tf.float32)
-    return tf.reduce_mean(tf.cast(tf.equal(tf.cast(y_true, tf.float32), y_pred), tf.float32))
+    correct = tf.cast(tf.equal(tf.cast(y_true, tf.float32), y_pred), tf.float32)
+    return tf.reduce_mean(correct, axis=tf.range(1, tf.rank(correct)))

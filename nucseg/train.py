@@ -109,9 +109,9 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     """Train the U-Net and save its best checkpoint (lowest validation loss) to `out_model`.
 
     Phase one trains with the encoder frozen or not as `freeze_encoder` says (see `get_model`).
-    If `finetune_epochs` > 0, phase two unfreezes the encoder (its BatchNorm statistics stay
-    fixed) and continues from the best phase-one weights at `finetune_learning_rate`, with the
-    same decay. Each phase stops early after `patience` epochs without a better val loss.
+    If `finetune_epochs` > 0, phase two continues from the best phase-one weights at
+    `finetune_learning_rate`, with the same decay, the encoder trainable: a frozen one is unfrozen
+    but for its BatchNorm layers, whose statistics (ImageNet's) stay fixed. Each phase stops early after `patience` epochs without a better val loss.
     `strategy` names a `tf.distribute` strategy (see `get_strategy`); `batch_size` is the global
     batch, split across its replicas. `settings` (`nucseg.modelinfo.model_settings`: how the
     images were windowed and normalised) are stored inside the saved model file.
@@ -128,6 +128,7 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     strategy = get_strategy(strategy)
     with strategy.scope():
         model = get_model(img_size, encoder_weights, freeze_encoder, dropout)
+    frozen = not encoder_of(model).trainable   # in phase one
     train_ds = make_dataset(images_train, masks_train, batch_size, shuffle=True, augment=augment, seed=seed,
                             groups=train_groups)
     val_ds = make_dataset(images_val, masks_val, batch_size)
@@ -136,7 +137,9 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     out_model.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=".train-", dir=out_model.parent))
     checkpoint = workdir / "best.keras"
-    best = keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True)
+    # starting from +inf, a NaN val loss is never "best" (by default Keras saves the first epoch whatever it is)
+    best = keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,
+                                           initial_value_threshold=math.inf)
     phases = [(learning_rate, epochs)]
     if finetune_epochs > 0:
         phases.append((finetune_learning_rate, finetune_epochs))
@@ -149,8 +152,8 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                     model = keras.models.load_model(checkpoint, compile=False)
                     encoder = encoder_of(model)
                     encoder.trainable = True
-                    for layer in encoder.layers:  # keep ImageNet BatchNorm statistics
-                        if isinstance(layer, keras.layers.BatchNormalization):
+                    for layer in encoder.layers:   # statistics it did not learn here (ImageNet's) stay
+                        if frozen and isinstance(layer, keras.layers.BatchNormalization):
                             layer.trainable = False
                 compile_model(model, lr, loss, pos_weight)
             schedule = lr_schedule(lr, lr_decay)
@@ -167,10 +170,9 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                 rows.append({"epoch": epoch + 1, "phase": phase, "lr": schedule(epoch - offset),
                              **{k: float(v[i]) for k, v in fit.history.items() if k != "learning_rate"}})
             offset = rows[-1]["epoch"]
-        if not checkpoint.is_file() or not any(math.isfinite(r["val_loss"]) for r in rows):
-            # (Keras saves the first epoch's model whatever its val loss, NaN included)
-            raise NucsegError("train: no epoch reached a finite validation loss (NaN or inf), so there is no "
-                              "model to save; lower train.learning_rate or check the data")
+            if not checkpoint.is_file():   # phase two would have nothing to start from
+                raise NucsegError("train: no epoch reached a finite validation loss (NaN or inf), so there is "
+                                  "no model to save; lower train.learning_rate or check the data")
         if settings:
             add_to_keras(checkpoint, settings)
         with atomic_path(out_model) as tmp:   # lands with the stage's other outputs

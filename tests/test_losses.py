@@ -72,8 +72,8 @@ LOGITS = np.array([[[0.3], [-2.0]], [[-0.5], [-4.0]]], np.float32)[None]
 def test_metrics_threshold_logits_at_zero():
     # mask [[1, 0], [0, 0]] vs Y [[1, 0], [1, 0]]: 3 of 4 pixels right, Dice 2 * 1 / (1 + 2).
     # Thresholded at 0.5 it would be 2/4 and 0; logits compared with labels, accuracy 0.
-    assert float(accuracy(Y, LOGITS)) == pytest.approx(3 / 4)
-    assert float(dice(Y, LOGITS)) == pytest.approx(2 / 3, rel=1e-5)
+    assert accuracy(Y, LOGITS).numpy() == pytest.approx([3 / 4])   # one value per image
+    assert dice(Y, LOGITS).numpy() == pytest.approx([2 / 3], rel=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,18 @@ def test_compile_model_uses_the_nucseg_metrics(compiled):
     assert result["dice"] == pytest.approx(2 / 3, rel=1e-5)
     wrapped = [m for m in compiled.metrics if m.name == "compile_metrics"][0]   # built by evaluate
     assert [(m.name, m._fn) for m in wrapped.metrics] == [("dice", losses.dice), ("accuracy", losses.accuracy)]
+
+
+def test_epoch_metrics_are_means_over_images_not_batches(compiled):
+    """Five images in batches of 4 and 1: four predicted exactly, the last one inverted. Over the
+    images Dice and accuracy are 4/5; averaged per batch, as a metric returning one number per
+    batch is, they would be (1 + 0) / 2."""
+    truth = np.zeros((5, 2, 2, 1), np.float32)
+    truth[:, 0, 0] = 1
+    logits = np.where(truth > 0, 5.0, -5.0)
+    logits[4] *= -1
+    result = compiled.evaluate(logits, truth, batch_size=4, verbose=0, return_dict=True)
+    assert result["dice"] == pytest.approx(4 / 5, rel=1e-5) and result["accuracy"] == pytest.approx(4 / 5)
 
 
 def test_compile_model_passes_pos_weight_to_the_loss(compiled):

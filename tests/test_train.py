@@ -335,6 +335,59 @@ def test_unknown_strategy():
         get_strategy("tpu_pod")
 
 
+def test_a_nan_first_epoch_is_not_kept_as_the_best(tmp_path, monkeypatch):
+    """Validation images NaN on the first pass only: epoch 1's val loss is NaN, epoch 2's finite.
+    The saved model is the reported best epoch's, 2 or 3 (Keras' checkpoint, left at its default,
+    kept epoch 1's: no loss compares below NaN; and phase two started from it).
+
+    Also, in the same run: from random weights the encoder trains in phase one, its BatchNorm
+    statistics learnt on these images, and phase two (epoch 3) goes on training them; only
+    ImageNet's, in a frozen encoder, are kept (`test_finetune_unfreezes_the_encoder_but_not_its_batchnorm`)."""
+    import keras
+    import tensorflow as tf
+
+    import nucseg.train as module
+    from nucseg.model import encoder_of
+
+    x, y = _data(4)
+    passes, weights, real = [], {}, module.make_dataset
+
+    def make_dataset(images, masks, batch_size, shuffle=False, **kwargs):
+        if shuffle:
+            return real(images, masks, batch_size, shuffle=shuffle, **kwargs)
+
+        def val_pass():
+            passes.append(1)
+            for i in range(len(images)):
+                image = np.full_like(images[i], np.nan) if len(passes) == 1 else images[i]
+                yield image[..., None], masks[i][..., None].astype(np.float32)
+
+        spec = (tf.TensorSpec((32, 32, 1), tf.float32), tf.TensorSpec((32, 32, 1), tf.float32))
+        return tf.data.Dataset.from_generator(val_pass, output_signature=spec).batch(batch_size)
+
+    real_fit = keras.Model.fit
+
+    def fit(model, *args, **kwargs):
+        keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: weights.setdefault(e + 1, model.get_weights()))
+        return real_fit(model, *args, **{**kwargs, "callbacks": [*kwargs["callbacks"], keep]})
+
+    batchnorm_trainable, real_compile = [], module.compile_model
+
+    def compile_model(model, *args, **kwargs):
+        batchnorm_trainable.append([layer.trainable for layer in _bn_and_other(encoder_of(model))[0]])
+        return real_compile(model, *args, **kwargs)
+
+    monkeypatch.setattr(module, "make_dataset", make_dataset)
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    monkeypatch.setattr(module, "compile_model", compile_model)
+    history, info = train(x, y, x[:2], y[:2], tmp_path / "m.keras", encoder_weights="none", epochs=2,
+                          finetune_epochs=1, batch_size=2, seed=3, verbose=0)
+    assert math.isnan(history["val_loss"].iloc[0]) and history["val_loss"].iloc[1:].notna().all()
+    assert info["best_epoch"] in (2, 3)
+    assert _same(load_model(tmp_path / "m.keras").get_weights(), weights[info["best_epoch"]])
+    assert len(batchnorm_trainable) == 2 and all(batchnorm_trainable[0]) and all(batchnorm_trainable[1])
+
+
 def test_no_finite_validation_loss_means_no_model_and_one_line(tmp_path):
     """With no finite val loss there is no best model: nothing is written (Keras' checkpoint of
     the NaN epoch does not land as the model), and the error says what to change."""
