@@ -19,16 +19,22 @@ def _save(fig, path):
 
 
 def training_curves(history, path):
-    """Loss and Dice per epoch, train and validation, from a history table."""
+    """Loss and Dice per epoch, train and validation, from a history table; where it has a
+    ``phase`` column, a line where fine-tuning (phase two) starts."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    labels = {"loss": "loss (training objective)", "dice": "Dice, thresholded, mean per window"}
     for ax, key in zip(axes, ("loss", "dice")):
         ax.plot(history["epoch"], history[key], label=f"train {key}")
         ax.plot(history["epoch"], history[f"val_{key}"], label=f"val {key}")
         best = history["val_loss"].idxmin()
         ax.axvline(history["epoch"][best], color="k", ls=":", lw=1, label="best checkpoint")
+        if "phase" in history and (history["phase"] == 2).any():
+            start = history["epoch"][history["phase"] == 2].iloc[0]
+            ax.axvline(start - 0.5, color="tab:gray", ls="--", lw=1, label="fine-tuning starts")
         ax.set_xlabel("epoch")
+        ax.set_ylabel(labels[key])
         ax.set_title(key)
-        ax.legend()
+        ax.legend(fontsize=8)
     _save(fig, path)
 
 
@@ -57,7 +63,9 @@ def metric_bars(summary, path, title="test split"):
         ax.set_xticks(range(len(metrics)), metrics)
         ax.set_ylim(0, 1.08)
         ax.set_title(label, fontsize=10)
-    axes[0, 0].legend(loc="lower left")
+    axes[0, 0].set_ylabel("score (1 = perfect)")
+    # beside the panels, where no bar is under it
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title)
     _save(fig, path)
 
@@ -97,7 +105,7 @@ def severity_curves(rows, name, path, metrics=("dice", "dsb")):
         for method in ("otsu", "unet"):
             ax.plot(levels, [r[method][metric] for r in rows], "o-", label=method, color=COLORS[method])
         ax.set_xticks(list(levels), [f"{r['severity']:g}" for r in rows])
-        ax.set_xlabel("severity (0 = none)" if rows[0]["severity"] == 0 else "severity")
+        ax.set_xlabel(f"severity ({rows[0]['severity']:g}: none)")   # the first level is the undamaged image
         ax.set_ylabel(metric)
         ax.set_ylim(0, 1)
         ax.set_title(f"{name}: {metric}")
@@ -156,8 +164,9 @@ def study_bars(table, path, title="study"):
     ax.set_xticks(range(n), table["setting"], rotation=30, ha="right", fontsize=8)
     # settings often differ by a hundredth: start the axis near the lowest value, not at zero
     low = min(table[metrics].min().min(), table["otsu_dice"].min())
-    ax.set_ylim(max(0.0, np.floor(low * 20) / 20 - 0.05), 1.02)
+    bottom = max(0.0, np.floor(low * 20) / 20 - 0.05)
+    ax.set_ylim(bottom, 1 + 0.15 * (1 - bottom))   # room for the labels above bars near 1
     ax.set_ylabel("test split, mean per image (axis does not start at 0)", fontsize=7)
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper right", ncol=4)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))   # beside the bars, not over them
     _save(fig, path)

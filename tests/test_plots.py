@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from nucseg.plots import gallery, metric_bars, training_curves
+from nucseg.plots import gallery, metric_bars, severity_curves, training_curves
 
 
 def _is_png(path, min_size=(200, 200)):
@@ -37,6 +37,19 @@ def test_training_curves(tmp_path, saved):
         assert ax.get_title() == key and list(train.get_ydata()) == list(history[key])
         assert list(val.get_ydata()) == list(history[f"val_{key}"])
         assert list(best.get_xdata()) == [2, 2]   # the lowest val_loss, in both panels
+        assert ax.get_ylabel()
+    # two phases: a line between the last epoch of the first and the first of the second
+    training_curves(history.assign(phase=[1, 1, 2]), tmp_path / "p.png")
+    for ax in saved["p"]:
+        assert list(ax.lines[3].get_xdata()) == [2.5, 2.5] and ax.lines[3].get_label() == "fine-tuning starts"
+
+
+def test_severity_curves_name_the_undamaged_level(tmp_path, saved):
+    rows = [{"severity": s, "otsu": {"dice": d - 0.1}, "unet": {"dice": d}} for s, d in ((1, 0.9), (0.05, 0.8))]
+    severity_curves(rows, "low_contrast", tmp_path / "l.png")
+    (ax,) = saved["l"]
+    assert ax.get_xlabel() == "severity (1: none)" and [t.get_text() for t in ax.get_xticklabels()] == ["1", "0.05"]
+    assert list(ax.lines[1].get_ydata()) == [0.9, 0.8]   # the U-Net's, after Otsu's
 
 
 def test_metric_bars_with_and_without_instance_panels(tmp_path, saved):
