@@ -157,8 +157,8 @@ def load_npz(path):
 
 
 def save_json(path, obj):
-    """Write `obj` as JSON; a NaN or infinite number as null (JSON has neither: Python would write
-    ``NaN``, which DVC and other readers reject)."""
+    """Write `obj` as JSON; a NaN or infinite number as null. JSON has neither: Python writes
+    ``NaN``, which strict readers (jq, JavaScript's JSON.parse) refuse; DVC shows null as missing."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 

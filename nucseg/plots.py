@@ -70,6 +70,29 @@ def metric_bars(summary, path, title="test split"):
     _save(fig, path)
 
 
+MODALITY_COLORS = {"fluorescence": "tab:green", "histology": "tab:purple", "brightfield": "tab:orange"}
+
+
+def otsu_vs_unet(wide, path, metrics=(("native_dice", "Dice at native resolution"), ("dsb", "DSB score"))):
+    """One point per image, Otsu's score across and the U-Net's up, coloured by modality: above
+    the diagonal the U-Net scores higher. `wide`: `nucseg.evaluate.side_by_side`'s table."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.4), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics):
+        otsu, unet = wide[f"otsu_{metric}"], wide[f"unet_{metric}"]
+        for modality, rows in wide.groupby("modality", sort=False):
+            ax.scatter(otsu[rows.index], unet[rows.index], s=18, alpha=0.8, label=f"{modality} ({len(rows)})",
+                       color=MODALITY_COLORS.get(modality))
+        ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"Otsu, {label}")
+        ax.set_ylabel(f"U-Net, {label}")
+        ax.set_title(f"U-Net higher on {int((unet > otsu).sum())} of {len(wide)} images", fontsize=10)
+        ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
 def gallery(images, columns, path, titles=None):
     """A grid: one row per image, the image then each named mask column.
 

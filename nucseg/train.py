@@ -91,6 +91,16 @@ def lr_schedule(learning_rate, decay=0.1, constant_epochs=1):
     return schedule
 
 
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping, with a NaN or infinite val loss counted as no improvement. Keras
+    takes a NaN first epoch as the best so far, and then no loss compares below it: the phase
+    would stop after `patience` epochs however much the later ones improve."""
+
+    def get_monitor_value(self, logs):
+        value = super().get_monitor_value(logs)
+        return value if value is None or math.isfinite(value) else math.inf
+
+
 def compile_model(model, learning_rate, loss="bce_dice", pos_weight=1.0):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -111,7 +121,8 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
     Phase one trains with the encoder frozen or not as `freeze_encoder` says (see `get_model`).
     If `finetune_epochs` > 0, phase two continues from the best phase-one weights at
     `finetune_learning_rate`, with the same decay, the encoder trainable: a frozen one is unfrozen
-    but for its BatchNorm layers, whose statistics (ImageNet's) stay fixed. Each phase stops early after `patience` epochs without a better val loss.
+    but for its BatchNorm layers, whose statistics (the pretrained ones) stay fixed. Each phase
+    stops early after `patience` epochs without a better val loss (NaN or inf is never better).
     `strategy` names a `tf.distribute` strategy (see `get_strategy`); `batch_size` is the global
     batch, split across its replicas. `settings` (`nucseg.modelinfo.model_settings`: how the
     images were windowed and normalised) are stored inside the saved model file.
@@ -152,7 +163,7 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                     model = keras.models.load_model(checkpoint, compile=False)
                     encoder = encoder_of(model)
                     encoder.trainable = True
-                    for layer in encoder.layers:   # statistics it did not learn here (ImageNet's) stay
+                    for layer in encoder.layers:   # statistics it did not learn here (pretrained) stay
                         if frozen and isinstance(layer, keras.layers.BatchNormalization):
                             layer.trainable = False
                 compile_model(model, lr, loss, pos_weight)
@@ -162,7 +173,7 @@ def train(images_train, masks_train, images_val, masks_val, out_model, *, encode
                 verbose=verbose,
                 callbacks=[
                     best,
-                    keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience),
+                    EarlyStopping(monitor="val_loss", patience=patience),
                     keras.callbacks.LearningRateScheduler(lambda e, _lr: schedule(e - offset)),
                 ],
             )

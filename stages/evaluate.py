@@ -14,7 +14,7 @@ from nucseg.instances import instances
 from nucseg.io import load_npz, read_ids, save_csv, save_json
 from nucseg.modality import by_modality, modalities
 from nucseg.params import load_params, run
-from nucseg.plots import gallery, metric_bars, training_curves
+from nucseg.plots import gallery, metric_bars, otsu_vs_unet, training_curves
 
 
 def main():
@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--per-image", required=True)
     parser.add_argument("--side-by-side", required=True,
                         help="CSV, one row per test image: its modality and both methods' native Dice and DSB")
+    parser.add_argument("--scatter", required=True, help="PNG of the same, Otsu against the U-Net per image")
     parser.add_argument("--bars", required=True)
     parser.add_argument("--gallery", required=True)
     parser.add_argument("--history", required=True, help="training history CSV")
@@ -68,7 +69,9 @@ def main():
         summary[method]["modality"] = per_modality[method]
     save_json(args.metrics, {"n_images": len(ids), "threshold": threshold, **summary})
     save_csv(args.per_image, per_image)
-    save_csv(args.side_by_side, side_by_side(per_image, modalities(meta)))
+    paired = side_by_side(per_image, modalities(meta))
+    save_csv(args.side_by_side, paired)
+    otsu_vs_unet(paired, args.scatter)
     metric_bars(summary, args.bars, title=f"test split ({len(ids)} images)")
     training_curves(pd.read_csv(args.history), args.curves)
 

@@ -101,9 +101,13 @@ def test_dvc_reads_this_pipeline_with_the_c_yaml_parser():
         assert parse_yaml(text, name) == YAML(typ="safe", pure=True).load(text), name
 
 
+TEMPLATES = {"linear", "simple", "scatter", "smooth", "confusion", "confusion_normalized", "bar_horizontal",
+             "bar_horizontal_sorted"}   # DVC's built-in ones (`dvc plots templates`)
+
+
 def test_top_level_plots_draw_columns_their_files_have():
-    """`dvc plots show` draws each top-level plot from the columns it names (a misspelt one is an
-    empty plot, not an error); the CSVs are committed outputs (cache: false)."""
+    """`dvc plots show` draws each top-level plot from the columns it names: a misspelt one is an
+    error there, found only when someone runs it. The CSVs are committed outputs (cache: false)."""
     import pandas as pd
 
     plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
@@ -112,6 +116,7 @@ def test_top_level_plots_draw_columns_their_files_have():
             assert (ROOT / entry).exists(), entry
             continue
         (name, spec), = entry.items()
+        assert spec.get("template", "linear") in TEMPLATES, f"plot {name}: template {spec.get('template')}"
         y = spec["y"] if isinstance(spec["y"], dict) else {name: spec["y"]}
         x = spec["x"] if isinstance(spec["x"], dict) else {path: spec["x"] for path in y}
         for axis in (x, y):
@@ -123,8 +128,9 @@ def test_top_level_plots_draw_columns_their_files_have():
 
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_level_plots_are_images(name):
-    """A data file among a stage's plots is drawn against its row number (stage-level plots take
-    no columns to pair): tables are outputs, drawn by the top-level plots."""
+    """A stage's plots hold images: tables are outputs, drawn by the top-level plots, which name
+    their columns (a table among a stage's plots without x and y is drawn against its row number,
+    as plots/history.csv and plots/per_image.csv were)."""
     for entry in STAGES[name].get("plots", []):
         path = ROOT / (next(iter(entry)) if isinstance(entry, dict) else entry)
         files = list(path.glob("*")) if path.is_dir() else [path]

@@ -353,8 +353,8 @@ def test_an_id_an_npz_lacks_is_one_line_naming_the_file(tmp_path):
 
 
 def test_save_json_writes_valid_json_for_nan_and_infinity(tmp_path):
-    """json.dumps writes NaN and Infinity, which are not JSON: DVC's `metrics show` rejects the
-    file. They are written as null, everything else as it was."""
+    """json.dumps writes NaN and Infinity, which are not JSON (jq and JavaScript refuse the file).
+    They are written as null, everything else as it was."""
     path = tmp_path / "m.json"
     save_json(path, {"dice": float("nan"), "per": [1.5, float("inf"), np.float64(-np.inf)], "n": 3, "ok": 0.25})
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in the file")) == \

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from nucseg.plots import gallery, metric_bars, severity_curves, training_curves
+from nucseg.plots import gallery, metric_bars, otsu_vs_unet, severity_curves, training_curves
 
 
 def _is_png(path, min_size=(200, 200)):
@@ -42,6 +42,19 @@ def test_training_curves(tmp_path, saved):
     training_curves(history.assign(phase=[1, 1, 2]), tmp_path / "p.png")
     for ax in saved["p"]:
         assert list(ax.lines[3].get_xdata()) == [2.5, 2.5] and ax.lines[3].get_label() == "fine-tuning starts"
+
+
+def test_otsu_vs_unet_draws_each_image_once_by_modality(tmp_path, saved):
+    wide = pd.DataFrame({"id": list("abcd"), "modality": ["fluorescence", "histology", "fluorescence", "brightfield"],
+                         "otsu_native_dice": [0.9, 0.5, 0.8, 0.1], "unet_native_dice": [0.85, 0.7, 0.9, 0.8],
+                         "otsu_dsb": [0.5, 0.2, 0.4, 0.0], "unet_dsb": [0.6, 0.1, 0.5, 0.3]})
+    otsu_vs_unet(wide, tmp_path / "s.png")
+    _is_png(tmp_path / "s.png")
+    dice, dsb = saved["s"]
+    assert dice.get_title() == "U-Net higher on 3 of 4 images" and dsb.get_title() == "U-Net higher on 3 of 4 images"
+    points = {c.get_label(): c.get_offsets().tolist() for c in dice.collections}
+    assert points == {"fluorescence (2)": [[0.9, 0.85], [0.8, 0.9]], "histology (1)": [[0.5, 0.7]],
+                      "brightfield (1)": [[0.1, 0.8]]}
 
 
 def test_severity_curves_name_the_undamaged_level(tmp_path, saved):

@@ -388,6 +388,30 @@ def test_a_nan_first_epoch_is_not_kept_as_the_best(tmp_path, monkeypatch):
     assert len(batchnorm_trainable) == 2 and all(batchnorm_trainable[0]) and all(batchnorm_trainable[1])
 
 
+@pytest.mark.parametrize("losses, stops_after", [
+    ([math.nan, 0.5, 0.4, 0.45, 0.46], 5),       # NaN first: better than nothing; 0.45 and 0.46 miss
+    ([0.5, math.nan, math.inf, 0.3], 3),         # NaN and inf later are misses too
+    ([0.5, 0.4, 0.3, 0.2], None),
+])
+def test_early_stopping_counts_nan_as_no_improvement(losses, stops_after):
+    """Keras' own callback takes a NaN first epoch as the best and stops `patience` epochs later
+    (here after the third) however the loss improves."""
+    from types import SimpleNamespace
+
+    from nucseg.train import EarlyStopping
+
+    stop = EarlyStopping(monitor="val_loss", patience=2)
+    stop._model = SimpleNamespace(stop_training=False)
+    stop.on_train_begin()
+    stopped = None
+    for epoch, loss in enumerate(losses):
+        stop.on_epoch_end(epoch, {"val_loss": loss})
+        if stop.model.stop_training:
+            stopped = epoch + 1
+            break
+    assert stopped == stops_after
+
+
 def test_no_finite_validation_loss_means_no_model_and_one_line(tmp_path):
     """With no finite val loss there is no best model: nothing is written (Keras' checkpoint of
     the NaN epoch does not land as the model), and the error says what to change."""
