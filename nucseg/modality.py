@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 
 
+MODALITIES = ("brightfield", "fluorescence", "histology")   # what `modality` returns
+
+
 def modality(color, mean, bright=0.5):
     """The modality of one image from its colour flag and mean gray value in [0, 1]."""
     if color:
@@ -26,14 +29,22 @@ def modalities(meta, bright=0.5):
 def by_modality(per_image, labels, metrics=("dice", "native_dice", "dsb")):
     """Mean of each metric per method and modality, with the image counts.
 
+    Every modality of `MODALITIES` has an entry, one with no image a count of 0 and None for its
+    means (null in the metrics file), so that the metrics' keys stay the same whatever the split
+    holds and `dvc metrics diff` compares like with like.
+
     Parameters
     ----------
     per_image : DataFrame with columns id, method and the metrics
     labels : Series id -> modality
     """
     table = per_image.assign(modality=per_image["id"].map(labels))
+    present = [m for m in metrics if m in table]
     out = {}
-    for (method, mod), group in table.groupby(["method", "modality"]):
-        out.setdefault(method, {})[mod] = {"n_images": int(len(group)),
-                                           **{m: float(np.mean(group[m])) for m in metrics if m in group}}
+    for method, rows in table.groupby("method", sort=False):
+        groups = dict(list(rows.groupby("modality")))
+        out[method] = {
+            mod: {"n_images": int(len(groups[mod])), **{m: float(np.mean(groups[mod][m])) for m in present}}
+            if mod in groups else {"n_images": 0, **dict.fromkeys(present)}
+            for mod in sorted(set(MODALITIES) | set(groups))}
     return out

@@ -88,7 +88,8 @@ def main():
         print(f"evaluate: {method:5s} Dice {s['mean']['dice']:.4f} (native {s['native']['dice']:.4f}), "
               f"DSB {s['instance']['dsb']:.4f}, F1@0.5 {s['instance']['f1_iou50']:.4f}, "
               f"count MAE {s['instance']['count_mae']:.1f}; "
-              + ", ".join(f"{m} ({v['n_images']}) native Dice {v['native_dice']:.3f}" for m, v in s["modality"].items()))
+              + ", ".join(f"{m} ({v['n_images']}) native Dice {v['native_dice']:.3f}" for m, v in s["modality"].items()
+                          if v["n_images"]))
 
 
 if __name__ == "__main__":

@@ -48,3 +48,6 @@ def test_means_per_method_and_modality():
     out = by_modality(per_image, labels)
     assert out["unet"]["fluorescence"] == {"n_images": 2, "dice": pytest.approx(0.8), "dsb": pytest.approx(0.5)}
     assert out["otsu"]["histology"]["dice"] == pytest.approx(0.4)
+    # no brightfield image: its keys are there all the same, empty
+    assert out["unet"]["brightfield"] == out["otsu"]["brightfield"] == {"n_images": 0, "dice": None, "dsb": None}
+    assert list(out["unet"]) == ["brightfield", "fluorescence", "histology"]

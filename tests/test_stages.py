@@ -175,9 +175,11 @@ def test_evaluate_stage_scores_by_id_at_the_threshold(tmp_path, monkeypatch, thr
     assert_scores(metrics["otsu"], OTSU_EXPECTED, per_image, "otsu")
     assert_scores(metrics["unet"], UNET_EXPECTED[threshold], per_image, "unet")
 
-    # by modality, through meta.csv's colour and mean: a fluorescence, c histology (b is not tested)
+    # by modality, through meta.csv's colour and mean: a fluorescence, c histology (b is not
+    # tested); brightfield, with no test image, written empty (null) so that the keys stay
     c_dice, c_native, _ = UNET_EXPECTED[threshold]["per_image"]["c"]
     assert metrics["unet"]["modality"] == {
+        "brightfield": {"n_images": 0, "dice": None, "native_dice": None, "dsb": None},
         "fluorescence": pytest.approx({"n_images": 1, "dice": UNET_EXPECTED[threshold]["per_image"]["a"][0],
                                        "native_dice": 8 / 9, "dsb": 1 / 2}),
         "histology": pytest.approx({"n_images": 1, "dice": c_dice, "native_dice": c_native,
