@@ -32,6 +32,21 @@ def test_geometry_moves_mask_with_image():
     assert sum(moved) >= 8
 
 
+def test_flips_draw_all_four_and_flip_the_mask_alike():
+    image = np.arange(16, dtype=np.float32).reshape(4, 4, 1) / 16     # every flip of it differs
+    mask = np.zeros((4, 4, 1), np.float32)
+    mask[0, 1] = 1
+    flips = {"none": lambda a: a, "left-right": lambda a: a[:, ::-1], "up-down": lambda a: a[::-1],
+             "both": lambda a: a[::-1, ::-1]}
+    seen = set()
+    for s in range(16):
+        out, out_mask = (t.numpy() for t in augment(image, mask, tf.constant([s, 0]), flip=True))
+        (name,) = [name for name, flip in flips.items() if np.allclose(out, flip(image))]
+        np.testing.assert_array_equal(out_mask, flips[name](mask))
+        seen.add(name)
+    assert seen == set(flips)
+
+
 def test_seeded_and_varied():
     image, mask = _pair()
     kw = dict(brightness=(-0.1, 0.1), contrast=(0.5, 1.5), blur_sigma=2.0, shift=0.1, flip=True)
@@ -112,6 +127,11 @@ def test_degradation_augmentation():
     assert 0 < sum(noisy) < 8                                  # both kinds drawn
     again = augment(image, mask, tf.constant([3, 1]), degrade=1.0, degrade_levels=levels)[0].numpy()
     np.testing.assert_array_equal(again, outs[3][0].numpy())   # seeded
+    # at degrade 0.5 some images are degraded and some not (seeded draws: always the same ones)
+    changed = [not np.allclose(augment(image, mask, tf.constant([s, 1]), degrade=0.5,
+                                       degrade_levels={"gaussian_noise": [0.0, 0.2]})[0].numpy(), image)
+               for s in range(20)]
+    assert 0 < sum(changed) < 20
 
 
 def test_held_out_severities_are_never_drawn():

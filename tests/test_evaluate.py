@@ -70,10 +70,12 @@ def test_tta_averages_the_four_flips():
     inputs = keras.Input((32, 32, 1))
     pointwise = keras.Model(inputs, keras.layers.Rescaling(4.0, offset=-2.0)(inputs))
     np.testing.assert_allclose(predict_probs(pointwise, images, tta=True), predict_probs(pointwise, images), atol=1e-6)
-    # a model that looks one pixel to the left is not flip-invariant: TTA averages it with its mirror
-    shifted = keras.Model(inputs, keras.layers.Lambda(lambda x: keras.ops.roll(x, 1, axis=2) * 4.0 - 2.0)(inputs))
+    # a model that looks one pixel up and one to the left is not flip-invariant: TTA averages it
+    # with its three mirrors, which look down, right, or both
+    shifted = keras.Model(inputs, keras.layers.Lambda(
+        lambda x: keras.ops.roll(keras.ops.roll(x, 1, axis=1), 1, axis=2) * 4.0 - 2.0)(inputs))
     plain, tta = predict_probs(shifted, images), predict_probs(shifted, images, tta=True)
     sig = 1 / (1 + np.exp(-(4 * images - 2)))
-    expected = (np.roll(sig, 1, 2) + np.roll(sig, -1, 2)) / 2      # up-down flips change nothing here
-    np.testing.assert_allclose(tta[:, :, 1:-1], expected[:, :, 1:-1], atol=1e-5)
+    expected = sum(np.roll(sig, (dy, dx), (1, 2)) for dy in (1, -1) for dx in (1, -1)) / 4
+    np.testing.assert_allclose(tta[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-5)
     assert not np.allclose(plain, tta)

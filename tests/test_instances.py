@@ -61,6 +61,14 @@ def test_separate_disks_of_many_sizes_are_counted():
     assert int(mask[37:44, 37:44].sum()) == 29 and instances(mask).max() == len(centres) - 1
 
 
+def test_min_size_keeps_a_nucleus_of_exactly_that_size():
+    """Smaller than `min_size` goes; exactly `min_size` pixels stays."""
+    square = np.zeros((12, 12), bool)
+    square[3:8, 3:9] = True          # 30 pixels
+    assert instances(square, min_size=30).max() == 1
+    assert instances(square, min_size=31).max() == 0
+
+
 def test_holes_filled_and_specks_removed():
     shape = (50, 50)
     ring = disk(shape, (20, 20), 10) & ~disk(shape, (20, 20), 4)

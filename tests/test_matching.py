@@ -19,6 +19,8 @@ def test_iou_matrix_hand_computed():
     truth = _labels((0, 2, 0, 2), (5, 7, 5, 7))          # two 2x2 nuclei
     pred = _labels((0, 2, 0, 3), (8, 10, 8, 10))          # 2x3 over the first; one elsewhere
     np.testing.assert_allclose(iou_matrix(truth, pred), [[4 / 6, 0], [0, 0]])
+    # rows are the true nuclei, columns the predicted ones
+    np.testing.assert_allclose(iou_matrix(truth, _labels((5, 7, 5, 8))), [[0], [4 / 6]])
 
 
 def test_one_hit_one_miss_one_false_alarm():
@@ -47,7 +49,8 @@ def test_iou_exactly_one_half_is_not_a_match():
 
 def test_empty_cases():
     empty = np.zeros((4, 4), int)
-    assert match(empty, empty)["dsb"] == 1
+    r = match(empty, empty)   # nothing to find and nothing found: a perfect score, by DSB and F1 alike
+    assert (r["dsb"], r["f1"], r["n_true"], r["n_pred"], r["count_error"], r["tp"]) == (1, 1, 0, 0, 0, [0] * 10)
     assert match(_labels((0, 2, 0, 2), shape=(4, 4)), empty)["dsb"] == 0
     assert match(empty, _labels((0, 2, 0, 2), shape=(4, 4)))["count_error"] == 1
 
@@ -64,6 +67,8 @@ def test_means_over_images():
     assert summary["dsb"] == pytest.approx(0.75)
     assert summary["f1_iou50"] == pytest.approx((1 + 2 / 3) / 2)
     assert summary["count_mae"] == pytest.approx(0.5)
+    assert (rows[1]["n_true"], rows[1]["n_pred"], rows[1]["count_error"]) == (2, 1, 1)
+    assert rows[1]["f1"] == pytest.approx(2 / 3) and rows[1]["tp"] == [1] * 10
 
 
 def test_label_images_of_other_shapes_are_refused_before_flattening():

@@ -34,10 +34,12 @@ def test_mean_per_image_versus_pooled():
     assert summary["mean"]["dice"] == pytest.approx(0.75)
     # pooled: tp=3 fp=1 fn=1 -> Dice 6/8, precision 3/4, IoU 3/5
     assert summary["pooled"]["dice"] == pytest.approx(0.75)
+    assert summary["pooled"]["precision"] == pytest.approx(0.75)
     assert summary["pooled"]["iou"] == pytest.approx(0.6)
     assert summary["mean"]["iou"] == pytest.approx((1 / 3 + 1) / 2)
 
 
 def test_shape_mismatch():
-    with pytest.raises(ValueError):
-        confusion(GT, np.zeros((3, 3)))
+    # (2, 2) against (2, 1) would broadcast: scored silently without the check
+    with pytest.raises(ValueError, match=r"mask shapes differ: \(2, 2\) vs \(2, 1\)"):
+        confusion(np.ones((2, 2)), np.ones((2, 1)))

@@ -20,6 +20,20 @@ def test_otsu_native_is_otsu_of_each_image_at_its_own_size(kaggle_zip, samples):
         assert summary["mean"]["dice"] > 0.95
 
 
+def test_otsu_native_uses_its_normalization_and_inversion(kaggle_zip, samples):
+    """The otsu stage's `normalization` and `invert_above` reach every image: never inverting
+    changes the dark-on-light (rgb) samples' masks."""
+    from nucseg.data import native_gray
+    from nucseg.io import RawSource
+
+    source = RawSource(kaggle_zip)
+    masks = otsu_native(source, source.ids, normalization="none", invert_above=1.0, jobs=1)
+    for image_id, (image, _) in samples.items():
+        np.testing.assert_array_equal(masks[image_id], otsu_segment(native_gray(image, "none"), 1.0))
+    default = otsu_native(source, source.ids, jobs=1)
+    assert any(not np.array_equal(masks[i], default[i]) for i in source.ids)
+
+
 def test_bright_nuclei_on_dark():
     image, nuclei = synthetic_sample(np.random.default_rng(1), (64, 64), 5, "gray8")
     pred = otsu_segment(image / 255.0)

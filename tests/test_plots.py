@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from nucseg.plots import gallery, metric_bars, otsu_vs_unet, severity_curves, training_curves
+from nucseg.plots import PANELS, gallery, metric_bars, otsu_vs_unet, severity_curves, training_curves
 
 
 def _is_png(path, min_size=(200, 200)):
@@ -76,7 +76,8 @@ def test_metric_bars_with_and_without_instance_panels(tmp_path, saved):
     metric_bars(summary, tmp_path / "b.png")
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert b.size[0] > a.size[0]   # two more panels
-    assert len(saved["a"]) == 2
+    assert len(saved["a"]) == 2 and len(saved["b"]) == 4
+    assert [ax.get_title() for ax in saved["b"]] == [label for label, _ in PANELS.values()]
     # each panel: per method, a bar per metric of that panel, as high as its value (count_mae not drawn)
     for ax, panel in zip(saved["b"], ("mean", "pooled", "native", "instance")):
         bars = [[bar.get_height() for bar in container] for container in ax.containers]

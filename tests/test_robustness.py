@@ -43,7 +43,27 @@ def test_robustness_scores_every_severity():
     np.testing.assert_array_equal(examples["blur"][0], degraded["blur", 3.0][0])
     # every degradation's clean level is the same images: predicted and scored once, not per degradation
     assert len(seen) == len(degraded) - 1 == 4
-    assert results["blur"][0] == {**results["gaussian_noise"][0]}
+
+
+def test_robustness_uses_its_otsu_and_instance_settings():
+    """`otsu.invert_above`, the `instances` params and `example` reach the scoring: with every
+    Otsu mask inverted and every nucleus under `min_size`, a perfect U-Net still scores DSB 0."""
+    from nucseg.otsu import otsu_segment
+
+    rng = np.random.default_rng(0)
+    pairs = [synthetic_sample(rng, (64, 64), 4, "gray8") for _ in range(2)]
+    images = [prepare_image(im, 64) for im, _ in pairs]
+    masks = [np.any(n, 0).astype(np.uint8) for _, n in pairs]
+    labels = [instances(m) for m in masks]
+    perfect = lambda xs: [m.astype(np.float32) for m in masks]
+    results, examples, _ = robustness(perfect, images, masks, labels, {"blur": [0.0, 1.0]}, invert_above=0.0,
+                                      instance_params={"min_size": 10 ** 6}, example=1)
+    assert results["blur"][0]["otsu"]["dice"] < 0.2          # the background segmented: inverted
+    assert results["blur"][0]["unet"]["dice"] == 1 and results["blur"][0]["unet"]["dsb"] == 0
+    degraded, truth, otsu_mask, unet_mask = examples["blur"]
+    np.testing.assert_array_equal(truth, masks[1])            # the second image, as asked
+    np.testing.assert_array_equal(unet_mask, masks[1])
+    np.testing.assert_array_equal(otsu_mask, otsu_segment(degraded, 0.0))
 
 
 def test_worst_case_margin_hand_computed():
@@ -65,6 +85,13 @@ def test_worst_case_margin_hand_computed():
     row = worst_case_table(results, per_image)["linear_gradient"]
     assert [row["margin_ci95_low"], row["margin_ci95_high"]] == pytest.approx([-1 / 6, -1 / 6])
     assert row["otsu_better"] == 1
+
+
+def test_otsu_better_does_not_count_ties():
+    """Both methods often score the same on an image (0 or 1 alike): a tie is not Otsu better."""
+    results = {"blur": [{"severity": 3.0, "unet": {"dice": 0.6}, "otsu": {"dice": 0.5}}]}
+    per_image = {"blur": [{"unet": {"dice": [0.5, 0.8, 0.4]}, "otsu": {"dice": [0.5, 1.0, 0.2]}}]}
+    assert worst_case_table(results, per_image)["blur"]["otsu_better"] == 1
 
 
 def test_metrics_file_keeps_every_number_where_dvc_reads_it():
@@ -127,3 +154,9 @@ def test_labels_at_keeps_label_values():
     labels[:4, :4], labels[4:, 4:] = 3, 7
     small = labels_at(labels, 4)
     assert set(np.unique(small)) == {0, 3, 7} and small.shape == (4, 4)
+
+
+def test_labels_at_a_wider_size_takes_the_nearest_pixels():
+    """Rows and columns are not swapped: (2, 3) from 4x6 takes the pixels at the centres, rows 1
+    and 3, columns 1, 3 and 5."""
+    np.testing.assert_array_equal(labels_at(np.arange(24).reshape(4, 6), (2, 3)), [[7, 9, 11], [19, 21, 23]])

@@ -9,6 +9,9 @@ def test_fractions_disjoint_and_complete():
     assert (len(train), len(val), len(test)) == (536, 67, 67)
     assert set(train) | set(val) | set(test) == set(ids)
     assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    # unequal fractions: val and test are not swapped
+    train, val, test = split_ids(ids[:100], val=0.2, test=0.1, seed=0)
+    assert (len(train), len(val), len(test)) == (70, 20, 10)
 
 
 def test_seeded_and_order_independent():
@@ -18,6 +21,7 @@ def test_seeded_and_order_independent():
     assert split_ids(ids, seed=2) != a
 
 
-def test_bad_fractions():
-    with pytest.raises(ValueError):
-        split_ids(["a", "b"], val=0.6, test=0.5)
+@pytest.mark.parametrize("val, test", [(0.6, 0.5), (0.5, 0.5), (-0.1, 0.1), (0.1, 1.0)])
+def test_bad_fractions(val, test):
+    with pytest.raises(ValueError, match=r"must be fractions with val \+ test < 1"):
+        split_ids(["a", "b"], val=val, test=test)
