@@ -152,6 +152,8 @@ def _not_model(path, reason=""):
 
 
 def _check_model_path(path):
+    if Path(path).is_dir():
+        raise _not_model(path, " (a folder)")
     if not Path(path).is_file():
         raise NucsegError(f"{path}: no model there; train one with 'dvc repro' or pass --model PATH")
     if Path(path).suffix.lower() not in MODEL_SUFFIXES:
@@ -221,23 +223,33 @@ def cmd_predict(args):
         return 130
     failed = summary["error"].fillna("").astype(bool).sum()
     done = len(summary) - failed
+    where = f"results in {out / 'summary.csv'}" if done else f"nothing written, {out} is as it was"
     print(f"{done} of {len(summary)} images segmented, {failed} failed; "
-          f"{int(summary['nuclei'].fillna(0).sum())} nuclei; results in {out / 'summary.csv'}")
+          f"{int(summary['nuclei'].fillna(0).sum())} nuclei; {where}")
     return 0 if not failed else 1 if not done else 2
 
 
 def _check_rle(rle, out, inputs, model=None):
     """Refuse an --rle path that would overwrite an input, the model, a run's summary or any file
-    other than a CSV."""
-    from .predict import IMAGE_SUFFIXES, is_run_summary
+    other than an earlier submission (a CSV of ImageId, EncodedPixels)."""
+    from .predict import IMAGE_SUFFIXES, RLE_COLUMNS
 
     target = rle.resolve()
     ours = [(out / "summary.csv").resolve()] + [Path(p).resolve() for p in [model] if p]
     if (target in ours or rle.suffix.lower() in IMAGE_SUFFIXES + MODEL_SUFFIXES + (".zip",)
-            or rle.is_file() and (rle.suffix.lower() != ".csv" or is_run_summary(rle))
+            or rle.is_file() and (rle.suffix.lower() != ".csv" or _first_line(rle) != ",".join(RLE_COLUMNS))
             or any(Path(item.name).resolve() == target for item in inputs)):
         raise NucsegError(f"--rle {rle}: would overwrite an input, the model, a run's summary.csv or a file that "
-                          "is not a CSV; give it a new file name, e.g. submission.csv")
+                          "is not an earlier submission (ImageId,EncodedPixels); give it a new file name, "
+                          "e.g. submission.csv")
+
+
+def _first_line(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _remove_killed_runs_files(out):

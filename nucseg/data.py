@@ -10,7 +10,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .io import UnknownIds
+from .io import UnknownIds, read_table
 
 # ITU-R 601-2 luma, the weights of Pillow's "L" conversion and ImageJ's default.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -26,6 +26,9 @@ def to_gray(image):
     infinite pixels and arrays that are not one image (a stack of planes) raise `ValueError`.
     """
     image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise ValueError(f"pixels of type {image.dtype} (complex: a Fourier transform?) are no image's intensities; "
+                         "save the image as 8-, 16- or 32-bit gray or RGB")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] > 4):
         raise ValueError(f"not one 2-D image (gray, RGB or RGBA) but an array of shape {image.shape}; "
                          "save one plane (a 2-D image) or a max projection")
@@ -175,9 +178,10 @@ def ingest(source, img_size=128, normalization="percentile", jobs=None):
     return images, pd.DataFrame([r[1] for r in results])
 
 
-def read_meta(path):
-    """Ingest's meta.csv, one row per image (id, height, width, ...); ids stay text ("001" too)."""
-    return pd.read_csv(path, dtype={"id": str})
+def read_meta(path, columns=("id",)):
+    """Ingest's meta.csv, one row per image (id, height, width, channels, bits, color, mean); ids
+    stay text ("001" too). A file without `columns` raises `NucsegError` naming it."""
+    return read_table(path, columns)
 
 
 def select(array, all_ids, ids, where=None):

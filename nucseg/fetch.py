@@ -88,6 +88,9 @@ class _CheckOne:
                 with Image.open(io.BytesIO(self.source.read_bytes(member))) as mask:
                     size = mask.size
                     mask.verify()   # the whole file and its checksums, without decoding pixels
+            except Image.UnidentifiedImageError:   # Pillow's words name its buffer object
+                raise NucsegError(f"{name}: not a readable image (an unknown format, or damaged); "
+                                  f"{self.source.member_fix}") from None
             except (OSError, SyntaxError, ValueError) as exc:
                 raise NucsegError(f"{name}: not a readable image ({exc}); {self.source.member_fix}") from None
             if size != (width, height):

@@ -6,6 +6,7 @@ arrays become files, and where bad input is turned into one clear line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
@@ -30,6 +31,19 @@ class NucsegError(Exception):
     """Bad input or configuration: the message names the file and the fix, on one line."""
 
 
+class WriteError(NucsegError):
+    """An output that could not be written: `reason` without the temporary file's name, `full`
+    whether the disk (or quota) is full rather than the folder closed to writing."""
+
+    def __init__(self, path, exc):
+        self.path = Path(path)
+        self.reason = exc.strerror or str(exc)
+        # numpy reports a full disk as "196608 requested and 55264 written", with no errno
+        self.full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or exc.errno is None
+        fix = "free disk space" if self.full else f"make {self.path.parent} writable"
+        super().__init__(f"{self.path}: could not write it ({self.reason}); {fix}")
+
+
 class UnknownIds(KeyError):
     """Ids that the data at hand lacks (a KeyError, for lookups): one line, like `NucsegError`."""
 
@@ -51,12 +65,18 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds
     (inside `all_or_nothing`: only when that whole block succeeds). The file gets the usual
     permissions (0666 less the umask), not mkstemp's owner-only 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    path, tmp = Path(path), None
     try:
-        yield Path(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:   # a read-only folder: named as the output, not as the temporary file
+        raise WriteError(path, exc) from None
+    try:
+        try:
+            yield Path(tmp)
+        except OSError as exc:   # a full disk, mostly
+            raise WriteError(path, exc) from None
         os.chmod(tmp, 0o666 & ~_UMASK)
         if _deferred is None:
             os.replace(tmp, path)
@@ -130,12 +150,44 @@ def save_npz(path, arrays):
         np.savez_compressed(tmp, **arrays)
 
 
+def restore_fix(path):
+    """What to do about a pipeline file that is damaged (cut short, edited by hand)."""
+    return f"restore it with 'dvc checkout {path}', or rebuild it with 'dvc repro -f -s <the stage that writes it>'"
+
+
+def load_npy(path, mmap_mode=None):
+    """An array a stage wrote; a damaged file raises `NucsegError` naming it and the fix."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError) as exc:   # cut short, or not an array at all
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise NucsegError(f"{path}: not a whole .npy array ({reason}); {restore_fix(path)}") from None
+
+
+def read_table(path, columns):
+    """A CSV a stage wrote, with at least `columns`; one that lacks them raises `NucsegError`."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, dtype={"id": str})   # ids stay text ("001" too)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise NucsegError(f"{path}: not a readable CSV ({str(exc).strip().splitlines()[0]}); "
+                          f"{restore_fix(path)}") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise NucsegError(f"{path}: no column {', '.join(missing)}; {restore_fix(path)}")
+    return table
+
+
 class NpzArrays:
     """The arrays of an ``.npz`` file by id (`load_npz`): an id it lacks raises `UnknownIds`
     naming the file, one line, instead of numpy's KeyError."""
 
     def __init__(self, path):
-        self.path, self._npz = path, np.load(path)
+        try:
+            self.path, self._npz = path, np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise NucsegError(f"{path}: not a whole .npz file ({exc}); {restore_fix(path)}") from None
 
     def __getitem__(self, key):
         try:
@@ -184,8 +236,11 @@ def save_csv(path, frame):
 
 
 def read_ids(path):
-    """One id per line, blank lines ignored."""
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    """One id per line, blank lines ignored; a file without any raises `NucsegError`."""
+    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not ids:
+        raise NucsegError(f"{path}: no ids in it; {restore_fix(path)}")
+    return ids
 
 
 def save_ids(path, ids):
@@ -277,6 +332,7 @@ class RawSource:
 
     def __init__(self, path, require_masks=True, user_data=False):
         self.path = Path(path)
+        self.user_data = user_data
         self._zip = None
         # what to do about a damaged archive, and about a damaged file in it
         self.archive_fix = USER_ZIP_FIX if user_data else REPLACE_ZIP
@@ -295,7 +351,8 @@ class RawSource:
             names = [n + "/" if (self.path / n).is_dir() else n for n in names]
         else:
             raise NucsegError(f"{self.path}: no such file or folder ({LAYOUT})")
-        self.images, self.masks, self.prefix = _index_layout(names, self.path, require_masks)
+        self.images, self.masks, self.prefix = _index_layout(names, self.path, require_masks,
+                                                             None if user_data else self.archive_fix)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -375,8 +432,9 @@ class RawSource:
             yield name, mask
 
 
-def _index_layout(names, root, require_masks=True):
-    """Map each id to its image member and its mask members; raise on a wrong layout."""
+def _index_layout(names, root, require_masks=True, fix=None):
+    """Map each id to its image member and its mask members; raise on a wrong layout (`fix`: what
+    to do about it, besides the layout expected: for the pipeline's copy, get it again)."""
     # what macOS adds to the zips and folders it makes: resource forks and Finder files
     names = [n for n in names if not n.startswith("__MACOSX/") and not n.rsplit("/", 1)[-1].startswith("._")
              and n.rsplit("/", 1)[-1] != ".DS_Store"]
@@ -387,6 +445,8 @@ def _index_layout(names, root, require_masks=True):
         prefix = prefixes.pop()
         names = [n[len(prefix):] for n in names if n.startswith(prefix)]
     images, masks, mask_dirs, not_png = {}, {}, set(), {}
+    sep = ":" if Path(root).is_file() else "/"   # a member of a zip, as `RawSource.display` names it
+    expected = f"({LAYOUT})" + (f"; {fix}" if fix else "")
     for name in names:
         parts = name.split("/")
         if len(parts) == 3 and parts[1] == "images" and parts[2].lower().endswith(".png"):
@@ -399,7 +459,7 @@ def _index_layout(names, root, require_masks=True):
             if parts[2].lower().endswith(".png"):
                 masks.setdefault(parts[0], []).append(name)
             elif parts[2].lower().endswith(OTHER_IMAGE_SUFFIXES):   # a nucleus left out would go unnoticed
-                raise NucsegError(f"{root}/{prefix}{name}: a mask that is not a PNG; masks are read as PNGs only: "
+                raise NucsegError(f"{root}{sep}{prefix}{name}: a mask that is not a PNG; masks are read as PNGs only: "
                                   "save it as PNG")
         elif len(parts) >= 2 and parts[1] == "masks":
             mask_dirs.add(parts[0])
@@ -411,14 +471,14 @@ def _index_layout(names, root, require_masks=True):
             masks[image_id] = []
         elif image_id not in masks:
             where = "has no PNG files" if image_id in mask_dirs else "missing"
-            raise NucsegError(f"masks/ {where} in {root}/{prefix}{image_id}/ ({LAYOUT})")
+            raise NucsegError(f"masks/ {where} in {root}{sep}{prefix}{image_id}/ {expected}")
         masks[image_id].sort()
     stray = sorted(set(masks) - set(images))
     if stray and stray[0] in not_png:
-        raise NucsegError(f"{root}/{prefix}{stray[0]}/images/ holds no PNG (found {not_png[stray[0]]}); "
+        raise NucsegError(f"{root}{sep}{prefix}{stray[0]}/images/ holds no PNG (found {not_png[stray[0]]}); "
                           f"convert it to PNG ({LAYOUT})")
     if stray:
-        raise NucsegError(f"{root}/{prefix}{stray[0]}/images/ missing: masks without an image ({LAYOUT})")
+        raise NucsegError(f"{root}{sep}{prefix}{stray[0]}/images/ missing: masks without an image {expected}")
     return images, masks, prefix
 
 

@@ -42,7 +42,9 @@ def read_labels(source, image_id):
 
     A mask of another size than its image, or one holding several nonzero values (a label image,
     as Fiji, QuPath or Cellpose export, which would count as one nucleus), raises `NucsegError`
-    naming the mask.
+    naming the mask. So does, in a user's data (``source.user_data``), a mask of all nuclei (more
+    than `MAX_PARTS` separate objects) or an inverted one (the background nonzero: most of the
+    image, touching all four edges), which would also be scored as one nucleus.
     """
     height, width = shape = source.image_size(image_id)
     bands = []
@@ -54,8 +56,28 @@ def read_labels(source, image_id):
         if values.size and values.min() != values.max():
             raise NucsegError(f"{name} holds values {values.min()} to {values.max()} besides 0, as a label image "
                               "does; masks/ holds one PNG per nucleus, 0 outside it: write each label as its own PNG")
+        if getattr(source, "user_data", False):
+            _check_one_nucleus(name, top, rows > 0, shape)
         bands.append((top, rows))
     return label_image(bands, shape)
+
+
+MAX_PARTS = 2   # separate objects in one nucleus's mask: stage1_train has 11 masks of 2, none of more
+
+
+def _check_one_nucleus(name, top, band, shape):
+    """Refuse a user's mask that is not one nucleus: all nuclei in one file, or an inverted mask."""
+    from scipy import ndimage
+
+    parts = ndimage.label(band, structure=np.ones((3, 3), bool))[1]
+    if parts > MAX_PARTS:
+        raise NucsegError(f"{name} holds {parts} separate objects, as a mask of all nuclei does; masks/ holds one "
+                          "PNG per nucleus, 0 outside it: save each nucleus as its own PNG")
+    height, width = shape
+    if (band.sum() > height * width / 2 and top == 0 and len(band) == height
+            and band[0].any() and band[-1].any() and band[:, 0].any() and band[:, -1].any()):
+        raise NucsegError(f"{name} covers {band.sum() / (height * width):.0%} of its image, up to every edge: "
+                          "inverted (the background nonzero)? save it with the nucleus nonzero and 0 outside it")
 
 
 class _MasksOne:

@@ -61,6 +61,7 @@ def _is_range(v, low):
     return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_number, v)) and low <= v[0] <= v[1]
 
 
+MAX_TILE = 4096   # native pixels: a window is resized to img_size; beyond this, memory runs out first
 NORMALIZATIONS = ("percentile", "none")   # nucseg.data.normalize's methods
 FILL_HOLES = ("all", "nucleus", "none")   # nucseg.instances.instances' ways of filling holes
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
@@ -81,7 +82,8 @@ SCHEMA = {
     "base": {
         "seed": integer(0, 42, high=2**32 - 1),   # Keras' and numpy's seed range
         "img_size": integer(32, 128, multiple=32, high=1024),
-        "tile": Rule(lambda v: _is_int(v) and (v == 0 or v >= 32), "0 (whole images) or an integer >= 32, e.g. 256"),
+        "tile": Rule(lambda v: _is_int(v) and (v == 0 or 32 <= v <= MAX_TILE),
+                     f"0 (whole images) or an integer from 32 to {MAX_TILE}, e.g. 256"),
     },
     "ingest": {"normalization": choice(*NORMALIZATIONS)},
     "split": {"val": number(0, 1, low_open=True, high_open=True, example=0.1),
@@ -168,6 +170,9 @@ def check_params(params, path="params.yaml"):
             raise NucsegError(f"{path}: {name!r} is not a nucseg section; fix its spelling or remove it "
                               f"(the sections: {sections})")
         _check_section(path, name, values or {})
+    for name in SCHEMA:   # a whole section removed stops every stage too, not only the one that reads it
+        if "." not in name and name not in params:
+            raise NucsegError(f"{path}: no '{name}' section; add it (see params.yaml in the repository)")
     split = params.get("split") or {}
     if _is_number(split.get("val")) and _is_number(split.get("test")) and split["val"] + split["test"] >= 1:
         raise NucsegError(f"{path}: split.val + split.test is {split['val'] + split['test']:g}; "
@@ -222,7 +227,8 @@ def load_params(*sections, path="params.yaml", with_base=True):
     try:   # YAML 1.2, as DVC reads and writes it: 1e-05 is a number (YAML 1.1 would read text)
         params = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8")) or {}
     except YAMLError as exc:
-        raise NucsegError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix it there") from None
+        where = ' '.join(str(exc).split()).replace('"<unicode string>"', str(path))
+        raise NucsegError(f"{path}: not valid YAML ({where}); fix it there") from None
     except UnicodeDecodeError as exc:
         raise NucsegError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     if not isinstance(params, dict):
@@ -252,6 +258,14 @@ def run(main):
     try:
         with all_or_nothing():
             main()
-    except (NucsegError, UnknownIds, FileNotFoundError) as exc:
+    except (NucsegError, UnknownIds) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except FileNotFoundError as exc:   # an input of the stage, run by hand before the stage that makes it
+        print(f"error: {exc.filename}: no such file; make it with 'dvc repro' (or get it with 'dvc pull')",
+              file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:   # a file that cannot be read: one line naming it
+        name = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"error: {name}{exc.strerror or exc}; the previous outputs are unchanged", file=sys.stderr)
         sys.exit(1)

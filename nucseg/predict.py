@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import collections
-import errno
 import itertools
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +15,16 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .data import native_gray, resize
+from .data import is_color, native_gray, resize, to_gray
 from .instances import instances
-from .io import USER_FIX, NucsegError, RawSource, all_or_nothing, atomic_path, decode_png, save_csv
+from .io import USER_FIX, NucsegError, RawSource, WriteError, all_or_nothing, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
+from .params import MAX_TILE
 from .rle import labels_to_rles
 from .windows import crop_windows, windows
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")   # little- and big-endian, classic and BigTIFF
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,7 +41,9 @@ class InputImage:
 def read_any_image(path):
     """An image file as an array; TIFFs through tifffile (microscopy TIFFs), the rest through Pillow."""
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
+    with open(path, "rb") as f:   # by its content, not its name: a TIFF stack renamed .png is still refused
+        head = f.read(4)
+    if head in TIFF_MAGIC:
         return _read_tiff(path)
     return decode_png(path.read_bytes(), str(path), fix=USER_FIX)
 
@@ -107,6 +111,11 @@ def discover(paths, exclude=(), notes=None):
             if key not in seen:
                 seen.add(key)
                 found.append(item)
+    undecodable = [f.name for f in found if not _is_text(f.name)]
+    if undecodable:   # its outputs and summary row could not be written: say so before any work
+        more = f" and {len(undecodable) - 1} more" if len(undecodable) > 1 else ""
+        raise NucsegError(f"{undecodable[0].encode('utf-8', 'surrogateescape')!r}{more}: a file name that is not UTF-8 "
+                          "text (from an old zip or disk?); rename it with plain letters, or leave it out")
     ids = [f.id for f in found]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -115,6 +124,15 @@ def discover(paths, exclude=(), notes=None):
         raise NucsegError(f"files share an id (their outputs would have one name): {clashes}{more}; rename them "
                           "or give them in separate runs")
     return found
+
+
+def _is_text(name):
+    """Whether a file name is text: bytes that are not UTF-8 reach Python as lone surrogates."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _file_id(name):
@@ -276,14 +294,15 @@ def default_overlap(tile):
 def setting_problems(threshold=0.5, batch_size=1, tile=0, overlap=0, tile_source=None):
     """The U-Net's prediction settings that cannot work, as (name, value, what to use): a
     threshold that is not a probability, empty batches, a tile under 32 pixels (as `base.tile`:
-    a 16 px tile cuts a 1024x1024 image into 6,000 windows), or an overlap of more than half the
+    a 16 px tile cuts a 1024x1024 image into 6,000 windows) or over `MAX_TILE` (a 200,000 px
+    tile would take 160 GB before resizing), or an overlap of more than half the
     tile (255 of 256: two million windows). `tile_source` says where the tile came from, in the
     advice."""
     tile_text = f"the tile ({tile}{', ' + tile_source if tile_source else ''})"
     checks = [
         (0 < threshold < 1, "threshold", threshold, "a probability between 0 and 1, e.g. 0.5"),
         (batch_size >= 1, "batch_size", batch_size, "1 or more, e.g. 8"),
-        (tile == 0 or tile >= 32, "tile", tile, "0 (whole images) or 32 or more pixels, e.g. 256"),
+        (tile == 0 or 32 <= tile <= MAX_TILE, "tile", tile, f"0 (whole images) or 32 to {MAX_TILE} pixels, e.g. 256"),
         (overlap >= 0, "overlap", overlap, "0 or more, at most half the tile, e.g. 64"),
         (tile <= 0 or overlap <= tile // 2, "overlap", overlap,
          f"at most half {tile_text}, e.g. {max(tile, 0) // 4}"),
@@ -338,8 +357,10 @@ def predict_images(inputs, segmenter, out_dir, rle_csv=None, progress=True):
     All or nothing: the files land together when the run ends (`nucseg.io.all_or_nothing`), so a
     run that is interrupted (Ctrl-C) or stops on an error leaves `out_dir` as it was. A file that
     cannot be read or segmented is reported by name and skipped: its summary row says why, and an
-    earlier run's mask and labels of it are kept (the row says so). ``summary.csv`` lists this
-    run's images only; the RLE CSV is written with the rest. Returns the summary table.
+    earlier run's mask and labels of it are kept (the row says so), and so are its rows in
+    `rle_csv` if that holds an earlier submission. ``summary.csv`` lists this run's images only;
+    the RLE CSV is written with the rest. A run in which every image fails writes nothing at all.
+    Returns the summary table.
     """
     out_dir = Path(out_dir)
     new_dirs = [d for d in (out_dir / "masks", out_dir / "labels", out_dir) if not d.exists()]
@@ -357,19 +378,27 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
     import tifffile
 
     rows, rles = [], []
+    earlier_rles = read_submission(rle_csv) if rle_csv else {}
     with all_or_nothing():
         for item in tqdm(inputs, desc=f"predict ({segmenter.method})", unit="img", disable=not progress):
             start = time.perf_counter()
             try:
                 raw = item.load()
+                if is_color(raw) and to_gray(raw[::4, ::4]).mean() < 0.5:
+                    tqdm.write(f"note: {item.name}: a colour image on a dark background (a fluorescence composite?) "
+                               "is segmented as its gray, in which blue counts 0.114; if the nuclei are one channel "
+                               "(DAPI, Hoechst: blue), save that channel alone", file=sys.stderr)
                 mask = segmenter.mask(raw)
                 labels = segmenter.labels(mask)
             except (NucsegError, ValueError, OSError, MemoryError) as exc:
                 error = ("not enough memory for this image; use a smaller --batch-size, or crop the image"
                          if isinstance(exc, MemoryError) else str(exc))
-                tqdm.write(f"skipped: {error if item.name in error else f'{item.name}: {error}'}")
+                tqdm.write(f"skipped: {error if item.name in error else f'{item.name}: {error}'}", file=sys.stderr)
                 kept = [f"{kind}/{item.id}{suffix}" for kind, suffix in (("masks", ".png"), ("labels", ".tif"))
                         if (out_dir / kind / f"{item.id}{suffix}").exists()]
+                if item.id in earlier_rles:
+                    rles += [(item.id, r) for r in earlier_rles[item.id]]
+                    kept.append(f"rows in {Path(rle_csv).name}")
                 if kept:
                     error += f" (kept an earlier run's {' and '.join(kept)})"
                 rows.append({"id": item.id, "source": item.name, "error": error})
@@ -379,12 +408,11 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
                     Image.fromarray(mask * 255).save(tmp, format="PNG")
                 with atomic_path(out_dir / "labels" / f"{item.id}.tif") as tmp:
                     tifffile.imwrite(tmp, labels.astype(np.uint16 if labels.max() < 65536 else np.uint32))
-            except (OSError, ValueError) as exc:   # a full disk can surface as "... requested and ... written"
-                full = not isinstance(exc, OSError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-                fix = "free disk space, or give --out a folder on another disk" if full else \
+            except WriteError as exc:
+                fix = "free disk space, or give --out a folder on another disk" if exc.full else \
                     "give --out a folder you can write to"
-                raise NucsegError(f"{out_dir}: could not write the outputs of {item.name} ({exc}); nothing of this "
-                                  f"run was kept: {fix}") from None
+                raise NucsegError(f"{out_dir}: could not write the outputs of {item.name} ({exc.reason}); nothing of "
+                                  f"this run was kept: {fix}") from None
             areas = np.bincount(labels.ravel())[1:]
             rows.append({
                 "id": item.id, "source": item.name, "width": mask.shape[1], "height": mask.shape[0],
@@ -394,14 +422,26 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
             })
             if rle_csv:
                 rles += [(item.id, r) for r in labels_to_rles(labels)] or [(item.id, "")]
-        summary = _summary(rows, out_dir)
+        summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        if not (summary["error"] == "").any():   # nothing segmented: an earlier run's summary and CSV stay
+            return summary
+        save_csv(out_dir / "summary.csv", summary)
         if rle_csv:
-            save_csv(rle_csv, pd.DataFrame(rles, columns=["ImageId", "EncodedPixels"]))
+            save_csv(rle_csv, pd.DataFrame(rles, columns=RLE_COLUMNS))
     return summary
 
 
-def _summary(rows, out_dir):
-    """The summary table of `rows`, written to ``out_dir/summary.csv``."""
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    save_csv(Path(out_dir) / "summary.csv", summary)
-    return summary
+RLE_COLUMNS = ["ImageId", "EncodedPixels"]
+
+
+def read_submission(path):
+    """An earlier run's RLE CSV as {id: [run-length encodings]}; {} if there is none (or the file
+    is something else, which `nucseg predict` refuses to overwrite up front)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.readline().strip() != ",".join(RLE_COLUMNS):
+                return {}
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError):
+        return {}
+    return {image_id: list(rows["EncodedPixels"]) for image_id, rows in table.groupby("ImageId", sort=False)}

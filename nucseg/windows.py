@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import native_gray, parallel_map, read_meta, resize, select
-from .io import NucsegError, UnknownIds, load_npz, open_raw, read_ids
+from .io import NucsegError, UnknownIds, load_npy, load_npz, open_raw, read_ids
 from .masks import resize_mask
 
 
@@ -120,7 +120,7 @@ def split_inputs(ids_path, tile, size, normalization, raw, labels, images, meta,
     try:
         if tile:
             return model_inputs(open_raw(raw), labels, ids, tile, size, normalization, limit)
-        rows = select(np.load(images, mmap_mode="r"), read_meta(meta)["id"].tolist(), ids)
+        rows = select(load_npy(images, mmap_mode="r"), read_meta(meta)["id"].tolist(), ids)
         return thin(rows, limit)[..., None].astype(np.float32)
     except UnknownIds as exc:   # from the raw data or the labels' npz
         raise NucsegError(f"{ids_path}: {exc}") from None

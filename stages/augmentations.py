@@ -3,11 +3,10 @@
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from nucseg.augment import blur
 from nucseg.data import read_meta, select
-from nucseg.io import keep_only, read_ids
+from nucseg.io import keep_only, load_npy, read_ids
 from nucseg.params import load_params, run
 from nucseg.plots import augmentation_gallery
 
@@ -34,8 +33,8 @@ def main():
     seed = load_params()["seed"]
     ids = read_meta(args.meta)["id"].tolist()
     shown = read_ids(args.ids)[:1]
-    image = select(np.load(args.images), ids, shown, where=f"{args.ids} in {args.images}")[0]
-    mask = select(np.load(args.masks), ids, shown, where=f"{args.ids} in {args.masks}")[0]
+    image = select(load_npy(args.images), ids, shown, where=f"{args.ids} in {args.images}")[0]
+    mask = select(load_npy(args.masks), ids, shown, where=f"{args.ids} in {args.masks}")[0]
     for name, settings in STRENGTHS.items():
         augmentation_gallery(image, mask, settings, Path(args.out) / f"{name}.png", seed=seed)
     keep_only(args.out, [f"{name}.png" for name in STRENGTHS])

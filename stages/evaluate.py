@@ -11,7 +11,7 @@ import pandas as pd
 from nucseg.data import read_meta, select
 from nucseg.evaluate import compare, pick_gallery, score_native, side_by_side
 from nucseg.instances import instances
-from nucseg.io import load_npz, read_ids, save_csv, save_json
+from nucseg.io import load_npy, load_npz, read_ids, read_table, save_csv, save_json
 from nucseg.modality import by_modality, modalities
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, metric_bars, otsu_vs_unet, training_curves
@@ -42,12 +42,12 @@ def main():
     instance_params = load_params("instances", with_base=False)
     threshold = params["threshold"]
 
-    meta = read_meta(args.meta)
+    meta = read_meta(args.meta, ("id", "color", "mean"))   # the modalities come from colour and mean
     all_ids, ids = meta["id"].tolist(), read_ids(args.ids)
-    truth = select(np.load(args.masks), all_ids, ids, where=f"{args.ids} in {args.masks}")
+    truth = select(load_npy(args.masks), all_ids, ids, where=f"{args.ids} in {args.masks}")
     predictions = {
-        "otsu": select(np.load(args.otsu), all_ids, ids, where=f"{args.ids} in {args.otsu}"),
-        "unet": (np.load(args.unet).astype(np.float32) > threshold).astype(np.uint8),
+        "otsu": select(load_npy(args.otsu), all_ids, ids, where=f"{args.ids} in {args.otsu}"),
+        "unet": (load_npy(args.unet).astype(np.float32) > threshold).astype(np.uint8),
     }
     summary, per_image = compare(truth, predictions, ids)
 
@@ -73,13 +73,13 @@ def main():
     save_csv(args.side_by_side, paired)
     otsu_vs_unet(paired, args.scatter)
     metric_bars(summary, args.bars, title=f"test split ({len(ids)} images)")
-    training_curves(pd.read_csv(args.history), args.curves)
+    training_curves(read_table(args.history, ("epoch", "loss", "val_loss", "dice", "val_dice")), args.curves)
 
     shown = pick_gallery(per_image, params["gallery_images"])
     rows = [ids.index(i) for i in shown]
     dice = per_image.set_index(["method", "id"])["dice"]
     gallery(
-        list(select(np.load(args.images), all_ids, shown)),
+        list(select(load_npy(args.images), all_ids, shown)),
         {"truth": truth[rows], "Otsu": predictions["otsu"][rows], "U-Net": predictions["unet"][rows]},
         args.gallery,
         titles=[f"{i[:8]}\nDice Otsu {dice['otsu', i]:.2f}\nU-Net {dice['unet', i]:.2f}" for i in shown],

@@ -1,9 +1,8 @@
 """otsu: the baseline, one Otsu threshold per image, at img_size and at native resolution."""
 import argparse
 
-import numpy as np
 
-from nucseg.io import open_raw, save_npy, save_npz
+from nucseg.io import load_npy, open_raw, save_npy, save_npz
 from nucseg.otsu import otsu_batch, otsu_native
 from nucseg.params import load_params, run
 
@@ -16,7 +15,7 @@ def main():
     parser.add_argument("--native", required=True, help="masks at native resolution (.npz by id)")
     args = parser.parse_args()
     params = load_params("ingest", "otsu")
-    masks = otsu_batch(np.load(args.images), invert_above=params["invert_above"])
+    masks = otsu_batch(load_npy(args.images), invert_above=params["invert_above"])
     source = open_raw(args.raw)
     native = otsu_native(source, source.ids, normalization=params["normalization"],
                          invert_above=params["invert_above"])

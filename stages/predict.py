@@ -10,7 +10,7 @@ import numpy as np
 
 from nucseg.data import native_gray, read_meta, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import open_raw, read_ids, save_npy, save_npz
+from nucseg.io import load_npy, open_raw, read_ids, save_npy, save_npz
 from nucseg.params import load_params, run
 from nucseg.predict import iter_native_probs
 
@@ -35,7 +35,7 @@ def main():
     if p["tile"]:
         probs = np.stack([resize(native[i], p["img_size"]) for i in ids])
     else:
-        images = select(np.load(args.images), read_meta(args.meta)["id"].tolist(), ids,
+        images = select(load_npy(args.images), read_meta(args.meta)["id"].tolist(), ids,
                         where=f"{args.ids} in {args.images}")
         probs = predict_probs(model, images, batch_size=p["batch_size"], tta=p["tta"])
     native = {i: prob.astype(np.float16) for i, prob in native.items()}

@@ -17,7 +17,7 @@ import pandas as pd
 
 from nucseg.data import native_gray, read_meta, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import NucsegError, keep_only, load_npz, open_raw, read_ids, save_csv, save_json
+from nucseg.io import NucsegError, keep_only, load_npy, load_npz, open_raw, read_ids, save_csv, save_json
 from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
@@ -66,8 +66,8 @@ def main():
             scaled_overlap = round(overlap * size / tile)
             predict = lambda x: list(iter_native_probs(model, x, tile=size, overlap=scaled_overlap, batch_size=64))
         else:
-            images = select(np.load(args.images), all_ids, ids, where=f"{args.ids} in {args.images}")
-            masks = select(np.load(args.masks), all_ids, ids, where=f"{args.ids} in {args.masks}")
+            images = select(load_npy(args.images), all_ids, ids, where=f"{args.ids} in {args.images}")
+            masks = select(load_npy(args.masks), all_ids, ids, where=f"{args.ids} in {args.masks}")
             labels = [labels_at(native[i], size) for i in ids]
             predict = lambda x: predict_probs(model, np.stack(x), batch_size=64)
     degradations = {name: p["severities"][name] for name in p["degradations"]}

@@ -8,10 +8,9 @@ import argparse
 import hashlib
 from pathlib import Path
 
-import numpy as np
 
 from nucseg.data import read_meta, select
-from nucseg.io import open_raw, read_ids, save_csv, save_json
+from nucseg.io import load_npy, open_raw, read_ids, save_csv, save_json
 from nucseg.model import weights_file
 from nucseg.modelinfo import model_settings
 from nucseg.params import load_params, run
@@ -54,7 +53,7 @@ def main():
         x_val, y_val, _ = source_windows(source, args.labels, val_ids, overlap=overlap, **windows)
     else:
         ids = read_meta(args.meta)["id"].tolist()
-        images, masks = np.load(args.images), np.load(args.masks)
+        images, masks = load_npy(args.images), load_npy(args.masks)
         where = f"{args.split}/*.txt in {args.images} and {args.masks}"
         x_train, y_train, groups = select(images, ids, train_ids, where), select(masks, ids, train_ids, where), None
         x_val, y_val = select(images, ids, val_ids, where), select(masks, ids, val_ids, where)

@@ -151,7 +151,8 @@ def folder(tmp_path, samples):
     (["--tile", "-5"], "--tile -5: out of range"),
     (["--overlap", "-100"], "--overlap -100: out of range"),
     (["--tile", "48", "--overlap", "25"], "--overlap 25: out of range; use at most half the tile (48, --tile), e.g. 12"),
-    (["--tile", "16"], "--tile 16: out of range; use 0 (whole images) or 32 or more pixels"),   # as base.tile
+    (["--tile", "16"], "--tile 16: out of range; use 0 (whole images) or 32 to 4096 pixels"),   # as base.tile
+    (["--tile", "200000"], "--tile 200000: out of range; use 0 (whole images) or 32 to 4096 pixels"),
     (["--invert-above", "1.5"], "--invert-above 1.5: out of range; use a fraction from 0 to 1"),
     (["--min-size", "-1"], "--min-size -1: out of range; use 0 or more pixels"),
     (["--out", "{tmp}/afile"], "afile: a file, not a folder; give --out a new or existing folder"),
@@ -331,15 +332,16 @@ def test_os_errors_give_one_line_naming_the_file(tmp_path, folder, capsys, monke
     monkeypatch.setattr(tifffile, "imwrite", failing_write(28, "No space left on device"))
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "p")]) == 1
     first = sorted(folder.glob("*.png"))[0]
-    assert _one_error_line(capsys) == (f"error: {tmp_path / 'p'}: could not write the outputs of {first} ([Errno 28] "
-                                       f"No space left on device: '{paths[0]}'); nothing of this run was kept: free "
-                                       "disk space, or give --out a folder on another disk")
+    assert _one_error_line(capsys) == (f"error: {tmp_path / 'p'}: could not write the outputs of {first} (No space "
+                                       "left on device); nothing of this run was kept: free disk space, or give --out "
+                                       "a folder on another disk")
     assert not (tmp_path / "p").exists()   # no temporary file left, nor the folders this run made
+    assert paths and ".tmp" in paths[0].name   # the temporary file, not named in the message
     paths.clear()   # a folder that stops taking files is not a full disk: the fix differs
     monkeypatch.setattr(tifffile, "imwrite", failing_write(13, "Permission denied"))
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "p")]) == 1
-    assert _one_error_line(capsys).endswith(f"Permission denied: '{paths[0]}'); nothing of this run was kept: give "
-                                            "--out a folder you can write to")
+    assert _one_error_line(capsys).endswith("(Permission denied); nothing of this run was kept: give --out a folder "
+                                            "you can write to")
     (tmp_path / "q" / "summary.csv").mkdir(parents=True)
     assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "q")]) == 1
     assert _one_error_line(capsys).endswith("q/summary.csv: a folder, where nucseg writes its summary; fix that or "
@@ -379,12 +381,14 @@ def test_rle_that_would_overwrite_an_input_or_the_summary_is_refused(tmp_path, f
     (tmp_path / "model.tflite").write_bytes(b"stands for the model")
     other = tmp_path / "run1"
     assert main(["predict", str(image), "--method", "otsu", "--out", str(other)]) == 0
+    (tmp_path / "measurements.csv").write_text("sample,area,notes\nA1,312,ok\n")   # a user's own table
     kept = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     for rle in (image, tmp_path / "o" / "summary.csv", tmp_path / "sub.png", tmp_path / "notes.md",
-                other / "summary.csv", tmp_path / "model.tflite"):
+                other / "summary.csv", tmp_path / "model.tflite", tmp_path / "measurements.csv"):
         assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o"), "--rle", str(rle)]) == 1
         assert _one_error_line(capsys) == (f"error: --rle {rle}: would overwrite an input, the model, a run's summary.csv "
-                                           "or a file that is not a CSV; give it a new file name, e.g. submission.csv")
+                                           "or a file that is not an earlier submission (ImageId,EncodedPixels); "
+                                           "give it a new file name, e.g. submission.csv")
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == kept
     assert not (tmp_path / "o").exists()
     (tmp_path / "old.csv").write_text("ImageId,EncodedPixels\n")      # an earlier submission: replaced
@@ -547,3 +551,77 @@ def test_otsu_inverts_above_the_fraction_given(tmp_path, capsys):
         expected = np.zeros_like(mask)
         expected[nucleus_rows] = True
         assert np.array_equal(mask, expected), value
+
+
+def test_a_run_in_which_every_image_fails_writes_nothing(tmp_path, folder, capsys):
+    """Its summary.csv and --rle CSV stay the earlier run's; in a run where some fail, a failed
+    image keeps its earlier rows in the --rle CSV, as it keeps its masks and labels."""
+    out, rle = tmp_path / "o", tmp_path / "o" / "sub.csv"
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(out), "--rle", str(rle)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    first, *others = sorted(folder.glob("*.png"))
+    earlier = pd.read_csv(rle, dtype=str)
+    assert len(earlier[earlier.ImageId == first.stem]) > 1   # a few nuclei
+    first.write_bytes(first.read_bytes()[:60])               # cut short: it fails now
+    capsys.readouterr()
+    assert main(["predict", str(first), "--method", "otsu", "--out", str(out), "--rle", str(rle)]) == 1
+    assert capsys.readouterr().out.startswith(f"0 of 1 images segmented, 1 failed; 0 nuclei; nothing written, {out} "
+                                              "is as it was")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(out), "--rle", str(rle)]) == 2
+    pd.testing.assert_frame_equal(pd.read_csv(rle, dtype=str), earlier)   # every row as before, the failed one's too
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.loc[summary.id == first.stem, "error"].item().endswith(
+        f"(kept an earlier run's masks/{first.stem}.png and labels/{first.stem}.tif and rows in sub.csv)")
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_work(tmp_path, folder, capsys):
+    """A Latin-1 name (an old Windows zip) cannot go into summary.csv: it was a traceback after the whole run."""
+    import os
+
+    name = os.fsencode(folder) + b"/caf\xe9.png"
+    with open(name, "wb") as f:
+        f.write(sorted(folder.glob("*.png"))[0].read_bytes())
+    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
+    assert _one_error_line(capsys) == (f"error: {name!r}: a file name that is not UTF-8 text (from an old zip or disk?); "
+                                       "rename it with plain letters, or leave it out")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_tiff_is_known_by_its_content_not_its_name(tmp_path, folder, capsys):
+    """A stack renamed .png is refused as a stack (Pillow read its first plane); a PNG named .tif is read."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "stack.png", np.zeros((5, 64, 64), np.uint8))
+    assert main(["predict", str(tmp_path / "stack.png"), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
+    assert "stack.png: a stack of 5 planes" in capsys.readouterr().err
+    png = sorted(folder.glob("*.png"))[0]
+    (tmp_path / "named.tif").write_bytes(png.read_bytes())
+    assert main(["predict", str(tmp_path / "named.tif"), str(png), "--method", "otsu", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "masks" / "named.png").read_bytes() == (tmp_path / "o" / "masks" / f"{png.stem}.png").read_bytes()
+
+
+def test_odd_pixels_and_paths_give_one_line(tmp_path, folder, capsys):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "fft.tif", np.ones((32, 32), np.complex64))
+    assert main(["predict", str(tmp_path / "fft.tif"), "--method", "otsu", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "fft.tif: pixels of type complex64 (complex: a Fourier transform?)" in err and "Warning" not in err
+    assert main(["predict", str(folder), "--model", str(folder), "--out", str(tmp_path / "o")]) == 1
+    assert _one_error_line(capsys).startswith(f"error: {folder}: not a nucseg model (a folder); pass the export stage's")
+
+
+def test_a_colour_fluorescence_composite_gets_a_note(tmp_path, capsys):
+    """Nuclei in blue among red and green: gray weighs blue least. A note says so; H&E (light) gets none."""
+    composite = np.zeros((64, 64, 3), np.uint8)
+    composite[10:30, 10:30, 2] = 200             # a nucleus, in the blue channel
+    composite[5:60, 35:60, 0] = 150              # cytoplasm, red
+    Image.fromarray(composite).save(tmp_path / "composite.png")
+    Image.fromarray(255 - composite).save(tmp_path / "stained.png")
+    assert main(["predict", str(tmp_path / "composite.png"), str(tmp_path / "stained.png"), "--method", "otsu",
+                 "--out", str(tmp_path / "o")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {tmp_path / 'composite.png'}: a colour image on a dark background (a fluorescence "
+                     "composite?) is segmented as its gray, in which blue counts 0.114; if the nuclei are one channel "
+                     "(DAPI, Hoechst: blue), save that channel alone"]

@@ -156,3 +156,32 @@ def test_check_refuses_a_corrupt_image_or_a_mask_of_the_wrong_size(tmp_path, sam
     (folder / first / "images" / f"{first}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
     with pytest.raises(NucsegError, match=f"{first}/images/{first}.png: not a readable image"):
         ensure_raw(raw, progress=False)
+
+
+def test_check_names_an_empty_mask_without_pillows_internals(tmp_path, samples):
+    """Pillow's own words for an unknown file name its buffer object (<_io.BytesIO object at 0x7f...>)."""
+    from conftest import write_kaggle_dir
+
+    raw = tmp_path / "raw"
+    folder = write_kaggle_dir(raw / "stage1_train", samples)
+    second = sorted(samples)[1]
+    (folder / second / "masks" / "m001.png").write_bytes(b"")
+    with pytest.raises(NucsegError) as exc:
+        ensure_raw(raw, progress=False)
+    assert str(exc.value) == (f"{folder}/{second}/masks/m001.png: not a readable image (an unknown format, or "
+                              "damaged); replace it with the original from stage1_train.zip")
+
+
+def test_a_copy_with_an_image_without_masks_says_get_it_again(tmp_path, samples):
+    """In the zip, the member is named as in every other message (zip:member); the fix is the pipeline's."""
+    from conftest import write_kaggle_zip
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    bad = sorted(samples)[1]
+    write_kaggle_zip(raw / "stage1_train.zip", {**samples, bad: (samples[bad][0], [])})
+    with pytest.raises(NucsegError) as exc:
+        ensure_raw(raw, progress=False)
+    assert str(exc.value) == (f"masks/ missing in {raw / 'stage1_train.zip'}:{bad}/ (Kaggle layout: <id>/images/<id>.png "
+                              "and <id>/masks/*.png); delete it and 'dvc repro' downloads stage1_train.zip again (or "
+                              "put a good copy in its place)")

@@ -177,7 +177,7 @@ def test_a_zip_that_zipfile_cannot_read_says_how_to_make_it_again(tmp_path, samp
     # nucseg predict skips that image with this line and segments the others (exit 2: some failed)
     capsys.readouterr()
     assert main(["predict", str(path), "--method", "otsu", "--out", str(tmp_path / "out")]) == 2
-    assert f"skipped: {message}" in capsys.readouterr().out
+    assert f"skipped: {message}" in capsys.readouterr().err
     assert len(list((tmp_path / "out" / "masks").iterdir())) == len(samples) - 1
 
 
@@ -240,6 +240,40 @@ def test_all_or_nothing_lands_every_output_or_none(tmp_path):
         save_json(first, {"dice": 0.9})
         save_text(second, "new table")
     assert json.loads(first.read_text()) == {"dice": 0.9} and second.read_text() == "new table"
+
+
+def test_a_stage_that_cannot_write_stops_in_one_line_naming_the_output(tmp_path, monkeypatch, capsys):
+    """A full disk (numpy says "... requested and ... written", with no errno) or a read-only
+    folder (no temporary file can be made): one line naming the output, not its temporary file,
+    with the fix; every earlier output is left as it was."""
+    import tempfile
+
+    from nucseg.params import run
+
+    first, second = tmp_path / "meta.csv", tmp_path / "images.npy"
+    first.write_text("old table")
+    second.write_text("old array")
+
+    def full_disk():
+        save_text(first, "new table")
+        with atomic_path(second):
+            raise OSError("196608 requested and 55264 written")   # what np.save raises on a full disk
+
+    with pytest.raises(SystemExit):
+        run(full_disk)
+    assert capsys.readouterr().err == f"error: {second}: could not write it (196608 requested and 55264 written); " \
+                                      "free disk space\n"
+    assert (first.read_text(), second.read_text()) == ("old table", "old array")
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(30, "Read-only file system", f"{dir}/.meta.x1y2.tmp.csv")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(SystemExit):
+        run(lambda: save_text(first, "new table"))
+    assert capsys.readouterr().err == f"error: {first}: could not write it (Read-only file system); " \
+                                      f"make {tmp_path} writable\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "meta.csv"]
 
 
 def test_atomic_writes_get_the_usual_permissions(tmp_path):

@@ -106,3 +106,26 @@ def test_a_mask_that_is_not_a_png_is_refused(kaggle_dir, samples):
         RawSource(kaggle_dir)
     (kaggle_dir / bad / "masks" / "m000.tif").rename(kaggle_dir / bad / "masks" / "notes.txt")
     assert len(RawSource(kaggle_dir).masks[bad]) == len(samples[bad][1]) - 1     # not an image: left alone
+
+
+@pytest.mark.parametrize("kind", ["all nuclei", "inverted"])
+def test_a_users_mask_of_all_nuclei_or_inverted_is_refused(kaggle_dir, samples, kind):
+    """A thresholder's binary mask of every nucleus in one file, or a mask with the background
+    nonzero, would be scored as one nucleus (DSB 0 however good the segmentation): refused in a
+    user's data. The pipeline's stage1_train has at most 2 objects in a mask and none over 9% of
+    its image, so its copy is not checked."""
+    from conftest import png_bytes
+    from nucseg.masks import read_labels
+
+    bad = sorted(samples)[2]
+    nuclei = samples[bad][1]
+    for old in (kaggle_dir / bad / "masks").iterdir():
+        old.unlink()
+    union = np.any(nuclei, axis=0)
+    mask = union if kind == "all nuclei" else ~union
+    (kaggle_dir / bad / "masks" / "all.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
+    expected = (f"holds {len(nuclei)} separate objects, as a mask of all nuclei does" if kind == "all nuclei"
+                else f"covers {(~union).mean():.0%} of its image, up to every edge: inverted")
+    with pytest.raises(NucsegError, match=f"{bad}/masks/all.png {expected}"):
+        read_labels(RawSource(kaggle_dir, user_data=True), bad)
+    assert read_labels(RawSource(kaggle_dir), bad).max() == 1   # the pipeline's data: not checked

@@ -21,19 +21,28 @@ def committed():
 def test_sections_merge_over_base(tmp_path):
     path = tmp_path / "params.yaml"
     ingest, predict = {"normalization": "none"}, {"batch_size": 8, "tta": False, "overlap": 0}
-    path.write_text(yaml.safe_dump({"base": BASE, "ingest": ingest, "predict": predict}))
+    path.write_text(yaml.safe_dump({**committed(), "base": BASE, "ingest": ingest, "predict": predict}))
     assert load_params("ingest", path=path) == {**BASE, **ingest}
     assert load_params("ingest", "predict", path=path) == {**BASE, **ingest, **predict}
     assert load_params("predict", path=path, with_base=False) == predict
-    with pytest.raises(NucsegError, match="no 'evaluate' section"):
-        load_params("evaluate", path=path)
+
+
+def test_a_missing_section_stops_every_stage(tmp_path):
+    """A section removed whole is named by the first stage, not only by the one that reads it
+    (the instances section: by evaluate, after training)."""
+    path = tmp_path / "params.yaml"
+    params = committed()
+    del params["instances"]
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(NucsegError, match="no 'instances' section; add it"):
+        load_params("ingest", path=path)
 
 
 def test_sections_asked_for_together_may_not_share_a_key(tmp_path):
     path = tmp_path / "params.yaml"
     train = {**committed()["train"], "batch_size": 16}
-    path.write_text(yaml.safe_dump({"base": BASE, "train": train, "predict": {"batch_size": 8, "tta": False,
-                                                                               "overlap": 0}}))
+    path.write_text(yaml.safe_dump({**committed(), "base": BASE, "train": train,
+                                    "predict": {"batch_size": 8, "tta": False, "overlap": 0}}))
     assert load_params("train", path=path)["seed"] is None    # a section may override base: train.seed
     with pytest.raises(ValueError, match="batch_size in more than one section"):
         load_params("train", "predict", path=path)
@@ -113,7 +122,8 @@ def test_the_committed_params_pass_and_every_key_has_a_rule():
     ("base.img_size", 100, "base.img_size is 100; use an integer from 32 to 1024, a multiple of 32"),
     ("base.img_size", 12800, "base.img_size is 12800; use an integer from 32 to 1024"),   # a typo for 128
     ("base.img_size", "128", "base.img_size is '128'; use an integer"),
-    ("base.tile", -5, "base.tile is -5; use 0 (whole images) or an integer >= 32"),
+    ("base.tile", -5, "base.tile is -5; use 0 (whole images) or an integer from 32 to 4096"),
+    ("base.tile", 200000, "base.tile is 200000; use 0 (whole images) or an integer from 32 to 4096"),
     ("ingest.normalization", "zscore", "ingest.normalization is 'zscore'; use one of percentile, none"),
     ("otsu.invert_above", 5, "otsu.invert_above is 5; use a number from 0 to 1"),
     ("train.loss", "focal", "train.loss is 'focal'; use one of bce, dice, bce_dice"),
@@ -212,10 +222,14 @@ def test_a_file_that_is_not_params_is_one_line(tmp_path):
     path.write_text("- base\n- train\n")
     with pytest.raises(NucsegError, match="not a mapping of sections"):
         load_params(path=path)
-    path.write_text(yaml.safe_dump({"ingest": {"normalization": "none"}}))   # no base section
+    params = committed()
+    del params["base"]
+    path.write_text(yaml.safe_dump(params))
     with pytest.raises(NucsegError, match="no 'base' section; add it"):
         load_params("ingest", path=path)
-    assert load_params("ingest", path=path, with_base=False) == {"normalization": "none"}
+    path.write_text("base: {seed: 1\ningest: {}\n")
+    with pytest.raises(NucsegError, match=f"^{path}: not valid YAML .*in {path}, line 2.*; fix it there$"):
+        load_params("ingest", path=path)
 
 
 def test_nested_missing_and_cross_checks():

@@ -260,7 +260,7 @@ def test_windows_that_leave_gaps_raise_instead_of_nan(threshold_model):
     with pytest.raises(ValueError, match="uncovered"):
         native_probs(threshold_model, gray, tile=32, overlap=-40)
     for settings, message in [(dict(tile=64, overlap=33), "overlap 33: out of range; use at most half the tile (64), e.g. 16"),
-                              (dict(tile=31, overlap=0), "tile 31: out of range; use 0 (whole images) or 32 or more"),
+                              (dict(tile=31, overlap=0), "tile 31: out of range; use 0 (whole images) or 32 to 4096"),
                               (dict(overlap=-1), "overlap -1: out of range; use 0 or more"),
                               (dict(tile=-5, overlap=0), "tile -5: out of range; use 0 (whole images)"),
                               (dict(threshold=7), "threshold 7: out of range; use a probability between 0 and 1"),

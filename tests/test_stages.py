@@ -236,3 +236,41 @@ def test_evaluate_stage_with_labels_from_other_ids_stops_in_one_line(tmp_path, m
     err = fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys)
     assert err.startswith(f"error: {labels.relative_to(tmp_path)}: no array for 'a': it was written for other ids")
     assert "\n" not in err
+
+
+def _cut(path):
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _drop_column(column):
+    def drop(path):
+        pd.read_csv(path).drop(columns=[column]).to_csv(path, index=False)
+    return drop
+
+
+@pytest.mark.parametrize("option, damage, expected", [
+    ("--masks", _cut, "not a whole .npy array"),
+    ("--labels", _cut, "not a whole .npz file"),
+    ("--ids", lambda path: path.write_text("\n"), "no ids in it"),
+    ("--meta", _drop_column("mean"), "no column mean"),
+    ("--history", _drop_column("val_loss"), "no column val_loss"),
+])
+def test_evaluate_stage_with_a_damaged_input_names_it_and_how_to_restore_it(tmp_path, monkeypatch, capsys, option,
+                                                                              damage, expected):
+    """A pipeline file cut short or edited by hand: one line naming it and the fix, not numpy's or
+    pandas' traceback; the previous metrics stay."""
+    argv, path = write_project(tmp_path, 0.5)
+    damage(path[option])
+    name = path[option].relative_to(tmp_path)
+    err = fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys)
+    assert err.startswith(f"error: {name}: {expected}") and "\n" not in err, err
+    assert err.endswith(f"restore it with 'dvc checkout {name}', or rebuild it with 'dvc repro -f -s <the stage "
+                        "that writes it>'")
+
+
+def test_a_stage_run_before_its_input_exists_says_how_to_make_it(tmp_path, monkeypatch, capsys):
+    argv, path = write_project(tmp_path, 0.5)
+    path["--unet"].unlink()
+    assert fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys) == (
+        f"error: {path['--unet'].relative_to(tmp_path)}: no such file; make it with 'dvc repro' (or get it with "
+        "'dvc pull')")
