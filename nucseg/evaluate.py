@@ -1,24 +1,36 @@
 """Predicting with a trained model and scoring methods side by side."""
 from __future__ import annotations
 
+import errno
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .io import NucsegError
 from .metrics import METRICS, confusion, pixel_metrics, scores
 
 
-def load_model(path):
+def load_model(path, fix=None):
     """A saved U-Net for inference: a ``.tflite`` file (`nucseg.lite`, the fast way on a CPU)
-    or a Keras model (uncompiled)."""
-    if str(path).endswith(".tflite"):
-        from .lite import LiteModel
+    or a Keras model (uncompiled). With `fix` (what to do about it), a file that is there but
+    does not load raises `NucsegError` naming it, why, and the fix."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+    try:
+        if str(path).endswith(".tflite"):
+            from .lite import LiteModel
 
-        return LiteModel.load(path)
-    import keras
+            return LiteModel.load(path)
+        import keras
 
-    return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:   # Keras and LiteRT raise many types for a damaged file
+        if fix is None or isinstance(exc, NucsegError):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise NucsegError(f"{path}: not a readable model ({reason}); {fix}") from None
 
 
 FLIPS = ((), (1,), (2,), (1, 2))   # identity, up-down, left-right, both (axes of (N, H, W))

@@ -152,7 +152,8 @@ def save_npz(path, arrays):
 
 def restore_fix(path):
     """What to do about a pipeline file that is damaged (cut short, edited by hand)."""
-    return f"restore it with 'dvc checkout {path}', or rebuild it with 'dvc repro -f -s <the stage that writes it>'"
+    return (f"restore it with 'dvc checkout {path}' ('git checkout {path}' if Git tracks it), or rebuild it "
+            "with 'dvc repro -f -s <the stage that writes it>'")
 
 
 def load_npy(path, mmap_mode=None):
@@ -161,6 +162,8 @@ def load_npy(path, mmap_mode=None):
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, EOFError) as exc:   # cut short, or not an array at all
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        if "pickled" in reason:   # numpy's guess for a file without the .npy header
+            reason = "no .npy header"
         raise NucsegError(f"{path}: not a whole .npy array ({reason}); {restore_fix(path)}") from None
 
 
@@ -195,6 +198,8 @@ class NpzArrays:
         except KeyError:
             raise UnknownIds(f"{self.path}: no array for {key!r}: it was written for other ids (another copy of "
                              "the data or another split); rebuild it with 'dvc repro'") from None
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:   # a damaged member
+            raise NucsegError(f"{self.path}: not a whole .npz file ({key}: {exc}); {restore_fix(self.path)}") from None
 
     def __enter__(self):
         return self
@@ -237,7 +242,10 @@ def save_csv(path, frame):
 
 def read_ids(path):
     """One id per line, blank lines ignored; a file without any raises `NucsegError`."""
-    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        ids = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise NucsegError(f"{path}: not a list of ids (byte {exc.start} is not text); {restore_fix(path)}") from None
     if not ids:
         raise NucsegError(f"{path}: no ids in it; {restore_fix(path)}")
     return ids
@@ -335,7 +343,8 @@ class RawSource:
         self.user_data = user_data
         self._zip = None
         # what to do about a damaged archive, and about a damaged file in it
-        self.archive_fix = USER_ZIP_FIX if user_data else REPLACE_ZIP
+        self.archive_fix = USER_ZIP_FIX if user_data else REPLACE_ZIP if not self.path.is_dir() else \
+            f"delete {self.path}/ and 'dvc repro' downloads {ZIP_NAME} again (or put a good copy in its place)"
         self.member_fix = USER_PNG_FIX if user_data else REPLACE_ZIP if self.path.is_file() else REPLACE_FROM_ZIP
         if self.path.is_file():
             if not zipfile.is_zipfile(self.path):

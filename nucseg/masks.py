@@ -69,7 +69,10 @@ def _check_one_nucleus(name, top, band, shape):
     """Refuse a user's mask that is not one nucleus: all nuclei in one file, or an inverted mask."""
     from scipy import ndimage
 
-    parts = ndimage.label(band, structure=np.ones((3, 3), bool))[1]
+    labels, n = ndimage.label(band, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    # stray pixels beside a hand-drawn nucleus are not objects: a tenth of the largest, 10 px at least
+    parts = int(np.count_nonzero(sizes >= max(10, sizes.max(initial=0) / 10)))
     if parts > MAX_PARTS:
         raise NucsegError(f"{name} holds {parts} separate objects, as a mask of all nuclei does; masks/ holds one "
                           "PNG per nucleus, 0 outside it: save each nucleus as its own PNG")

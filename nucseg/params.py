@@ -262,8 +262,8 @@ def run(main):
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except FileNotFoundError as exc:   # an input of the stage, run by hand before the stage that makes it
-        print(f"error: {exc.filename}: no such file; make it with 'dvc repro' (or get it with 'dvc pull')",
-              file=sys.stderr)
+        name = exc.filename if exc.filename is not None else exc
+        print(f"error: {name}: no such file; make it with 'dvc repro' (or get it with 'dvc pull')", file=sys.stderr)
         sys.exit(1)
     except OSError as exc:   # a file that cannot be read: one line naming it
         name = f"{exc.filename}: " if exc.filename is not None else ""

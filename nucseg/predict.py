@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .data import is_color, native_gray, resize, to_gray
+from .data import native_gray, normalize, resize, to_gray
 from .instances import instances
 from .io import USER_FIX, NucsegError, RawSource, WriteError, all_or_nothing, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
@@ -124,6 +124,21 @@ def discover(paths, exclude=(), notes=None):
         raise NucsegError(f"files share an id (their outputs would have one name): {clashes}{more}; rename them "
                           "or give them in separate runs")
     return found
+
+
+def is_fluorescence_composite(raw):
+    """Whether an image is in colour on a dark background, judged on its own range (12-bit data
+    in 16 bits too): the median of its gray stretched by percentiles is below one half. Stained
+    histology and brightfield are light."""
+    raw = np.asarray(raw)
+    if raw.ndim != 3 or raw.shape[-1] < 3:
+        return False
+    small = raw[::4, ::4]
+    rgb = small[..., :3].astype(np.float64)
+    spread = float(np.ptp(rgb)) if rgb.size else 0.0
+    if spread == 0 or float(np.ptp(rgb, axis=-1).max()) <= 0.02 * spread:   # gray stored as RGB
+        return False
+    return float(np.median(normalize(to_gray(small)))) < 0.5
 
 
 def _is_text(name):
@@ -384,12 +399,12 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
             start = time.perf_counter()
             try:
                 raw = item.load()
-                if is_color(raw) and to_gray(raw[::4, ::4]).mean() < 0.5:
+                mask = segmenter.mask(raw)
+                labels = segmenter.labels(mask)
+                if is_fluorescence_composite(raw):   # pixels checked by now (finite, one image)
                     tqdm.write(f"note: {item.name}: a colour image on a dark background (a fluorescence composite?) "
                                "is segmented as its gray, in which blue counts 0.114; if the nuclei are one channel "
                                "(DAPI, Hoechst: blue), save that channel alone", file=sys.stderr)
-                mask = segmenter.mask(raw)
-                labels = segmenter.labels(mask)
             except (NucsegError, ValueError, OSError, MemoryError) as exc:
                 error = ("not enough memory for this image; use a smaller --batch-size, or crop the image"
                          if isinstance(exc, MemoryError) else str(exc))

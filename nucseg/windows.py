@@ -114,9 +114,6 @@ def split_inputs(ids_path, tile, size, normalization, raw, labels, images, meta,
     ingested `images` (.npy, ordered as `meta`). For int8 calibration and its check. Runs process
     pools: call it before TensorFlow starts."""
     ids = read_ids(ids_path)
-    if not ids:
-        raise NucsegError(f"{ids_path}: no ids; int8 export calibrates and checks on the split's images "
-                          "(rebuild it with 'dvc repro split')")
     try:
         if tile:
             return model_inputs(open_raw(raw), labels, ids, tile, size, normalization, limit)

@@ -3,7 +3,6 @@
 import argparse
 from pathlib import Path
 
-
 from nucseg.augment import blur
 from nucseg.data import read_meta, select
 from nucseg.io import keep_only, load_npy, read_ids

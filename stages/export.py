@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nucseg.evaluate import forward, load_model, predict_probs
-from nucseg.io import NucsegError, atomic_path
+from nucseg.io import NucsegError, atomic_path, restore_fix
 from nucseg.lite import BATCH, CALIBRATION, LiteModel, convert
 from nucseg.metrics import confusion, scores
 from nucseg.modelinfo import add_to_tflite, model_settings
@@ -74,15 +74,15 @@ def main():
     # the file carries how the model saw its images, for `nucseg predict` (nucseg.modelinfo)
     settings = model_settings(p["tile"], p["img_size"], p["normalization"])
     # each conversion is checked against the Keras model before it replaces anything
+    trained = lambda: load_model(args.model, fix=restore_fix(args.model))
     if p["precision"] == "float32":
-        content, check = export_float32(load_model(args.model), settings, args)
+        content, check = export_float32(trained(), settings, args)
     else:   # windows first: their process pools fork before TensorFlow starts
         data = dict(tile=p["tile"], size=p["img_size"], normalization=p["normalization"], raw=args.raw,
                     labels=args.labels, images=args.images, meta=args.meta)
         val = split_inputs(Path(args.split) / "val.txt", **data)
         calibration = split_inputs(Path(args.split) / "train.txt", **data, limit=CALIBRATION)
-        content, check = export_int8(load_model(args.model), settings, calibration, val, p["min_agreement"],
-                                     args)
+        content, check = export_int8(trained(), settings, calibration, val, p["min_agreement"], args)
     with atomic_path(args.out) as tmp:
         tmp.write_bytes(content)
     print(f"export: {args.model} -> {args.out} ({p['precision']}, {len(content) / 1e6:.1f} MB; {check})")

@@ -1,7 +1,6 @@
 """otsu: the baseline, one Otsu threshold per image, at img_size and at native resolution."""
 import argparse
 
-
 from nucseg.io import load_npy, open_raw, save_npy, save_npz
 from nucseg.otsu import otsu_batch, otsu_native
 from nucseg.params import load_params, run

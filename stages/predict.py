@@ -10,7 +10,7 @@ import numpy as np
 
 from nucseg.data import native_gray, read_meta, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import load_npy, open_raw, read_ids, save_npy, save_npz
+from nucseg.io import load_npy, open_raw, read_ids, restore_fix, save_npy, save_npz
 from nucseg.params import load_params, run
 from nucseg.predict import iter_native_probs
 
@@ -26,7 +26,7 @@ def main():
     parser.add_argument("--native", required=True, help="probabilities at native resolution (.npz by id)")
     args = parser.parse_args()
     p = load_params("ingest", "predict")
-    model = load_model(args.model)
+    model = load_model(args.model, fix=restore_fix(args.model))
     ids = read_ids(args.ids)
     source = open_raw(args.raw)
     grays = (native_gray(source.read_image(i), p["normalization"]) for i in ids)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from nucseg.data import native_gray, read_meta, resize, select
 from nucseg.evaluate import load_model, predict_probs
-from nucseg.io import NucsegError, keep_only, load_npy, load_npz, open_raw, read_ids, save_csv, save_json
+from nucseg.io import NucsegError, keep_only, load_npy, load_npz, open_raw, read_ids, restore_fix, save_csv, save_json
 from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
@@ -52,7 +52,7 @@ def main():
     tile, size = p["tile"], p["img_size"]
     if tile:   # nuclei are size / tile of their native size here: so are the instance params in pixels
         instance_params = params_at_scale(instance_params, size / tile)
-    model = load_model(args.model)
+    model = load_model(args.model, fix=restore_fix(args.model))
     with load_npz(args.labels) as native:
         if tile:
             source = open_raw(args.raw)

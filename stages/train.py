@@ -8,7 +8,6 @@ import argparse
 import hashlib
 from pathlib import Path
 
-
 from nucseg.data import read_meta, select
 from nucseg.io import load_npy, open_raw, read_ids, save_csv, save_json
 from nucseg.model import weights_file

@@ -79,3 +79,23 @@ def test_tta_averages_the_four_flips():
     expected = sum(np.roll(sig, (dy, dx), (1, 2)) for dy in (1, -1) for dx in (1, -1)) / 4
     np.testing.assert_allclose(tta[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-5)
     assert not np.allclose(plain, tta)
+
+
+def test_a_stage_model_that_does_not_load_names_the_file_and_the_fix(tmp_path):
+    """Cut short or overwritten, the pipeline's model is one line with its restore fix; without a
+    fix (nucseg predict words its own), the loader's own error goes on; a missing one is
+    FileNotFoundError (the stages' 'make it with dvc repro')."""
+    from nucseg.evaluate import load_model
+    from nucseg.io import NucsegError
+
+    (tmp_path / "unet.keras").write_bytes(b"not a model")
+    with pytest.raises(NucsegError, match=rf"^{tmp_path / 'unet.keras'}: not a readable model \(.+\); restore it$"):
+        load_model(tmp_path / "unet.keras", fix="restore it")
+    with pytest.raises(Exception) as exc:
+        load_model(tmp_path / "unet.keras")
+    assert not isinstance(exc.value, NucsegError)
+    (tmp_path / "unet.tflite").write_bytes(b"not a model")   # LiteRT's loader words its own, with a fix
+    with pytest.raises(NucsegError, match=rf"^{tmp_path / 'unet.tflite'}: not a nucseg LiteRT model \(.+\); write one"):
+        load_model(tmp_path / "unet.tflite", fix="restore it")
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "gone.tflite", fix="restore it")

@@ -276,6 +276,25 @@ def test_a_stage_that_cannot_write_stops_in_one_line_naming_the_output(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "meta.csv"]
 
 
+def test_damaged_pipeline_arrays_are_one_line_naming_the_file(tmp_path):
+    """Cut inside its header, a .npy is no array (numpy guesses pickled data); a flipped byte in an
+    .npz member shows when that member is read."""
+    from nucseg.io import load_npy
+
+    np.save(tmp_path / "a.npy", np.arange(100))
+    (tmp_path / "a.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:4])
+    with pytest.raises(NucsegError, match=r"a.npy: not a whole .npy array \(no .npy header\); restore it with 'dvc "
+                                          r"checkout .*a.npy'"):
+        load_npy(tmp_path / "a.npy")
+    save_npz(tmp_path / "b.npz", {"x": np.arange(1000)})
+    data = bytearray((tmp_path / "b.npz").read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    (tmp_path / "b.npz").write_bytes(bytes(data))
+    with pytest.raises(NucsegError, match=r"b.npz: not a whole .npz file \(x: .*\); restore it"), \
+            load_npz(tmp_path / "b.npz") as arrays:
+        arrays["x"]
+
+
 def test_atomic_writes_get_the_usual_permissions(tmp_path):
     """Not mkstemp's owner-only 0600: colleagues (and a Fiji under another account) can read them."""
     umask = os.umask(0o022)

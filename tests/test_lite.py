@@ -135,6 +135,7 @@ def _run_export_stage(monkeypatch, project, keras_model, precision="float32", mi
     (project / "split" / "train.txt").write_text("".join(f"{i}\n" for i in ids[:16]))
     (project / "split" / "val.txt").write_text("".join(f"{i}\n" for i in ids[16:16 + n_val]))
     (project / "params.yaml").write_text(yaml.safe_dump({
+        **yaml.safe_load((ROOT / "params.yaml").read_text()),
         "base": {"seed": 0, "img_size": 64, "tile": 0}, "ingest": {"normalization": "percentile"},
         "export": {"precision": precision, "min_agreement": min_agreement}}))
     monkeypatch.chdir(project)
@@ -226,7 +227,7 @@ def test_export_stage_int8_refuses_an_empty_split(models, tmp_path, monkeypatch,
     monkeypatch.setattr("nucseg.lite.convert", lambda *a: pytest.fail("converted with nothing to check on"))
     with pytest.raises(SystemExit):
         _run_export_stage(monkeypatch, tmp_path, keras_model, precision="int8", n_val=0)
-    _assert_refused(capsys, tmp_path, "split/val.txt: no ids; int8 export calibrates and checks on the split's images")
+    _assert_refused(capsys, tmp_path, "split/val.txt: no ids in it; restore it")
 
 
 def test_export_stage_int8_names_an_id_the_data_lacks(models, tmp_path, monkeypatch, capsys):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import disk
 from nucseg.io import NucsegError, RawSource
@@ -129,3 +130,18 @@ def test_a_users_mask_of_all_nuclei_or_inverted_is_refused(kaggle_dir, samples, 
     with pytest.raises(NucsegError, match=f"{bad}/masks/all.png {expected}"):
         read_labels(RawSource(kaggle_dir, user_data=True), bad)
     assert read_labels(RawSource(kaggle_dir), bad).max() == 1   # the pipeline's data: not checked
+
+
+def test_a_users_nucleus_with_stray_pixels_is_one_nucleus(kaggle_dir, samples):
+    """Specks beside a hand-drawn nucleus (under a tenth of it, or 10 px) are not objects of their own."""
+    from conftest import png_bytes
+    from nucseg.masks import read_labels
+
+    bad = sorted(samples)[2]
+    first = sorted((kaggle_dir / bad / "masks").iterdir())[0]
+    with Image.open(first) as img:
+        mask = np.asarray(img).copy()
+    mask[0, 0] = mask[-1, -1] = mask[0, -1] = 255       # three stray pixels in the corners
+    first.write_bytes(png_bytes(mask))
+    labels = read_labels(RawSource(kaggle_dir, user_data=True), bad)
+    assert labels.max() == len(samples[bad][1]) and labels[0, 0] == labels[-1, -1] == 1
