@@ -14,6 +14,11 @@ def test_compare_side_by_side():
     assert summary["otsu"]["mean"]["dice"] == pytest.approx(0.5)
     assert summary["otsu"]["pooled"]["iou"] == pytest.approx(1 / 3)
     assert list(per_image["method"]) == ["otsu", "otsu", "unet", "unet"]
+    # two different images: image 1 Dice 1/2 (tp 1, fp 1, fn 1), image 2 Dice 4/6 (tp 2, fp 2, fn 0);
+    # their mean 7/12, pooled tp 3, fp 3, fn 1: Dice 6/10
+    summary, _ = compare(truth, {"otsu": np.stack([PR, np.ones_like(GT)])}, ["a", "b"])
+    assert summary["otsu"]["mean"]["dice"] == pytest.approx(7 / 12)
+    assert summary["otsu"]["pooled"]["dice"] == pytest.approx(0.6)
 
 
 def test_side_by_side_puts_each_methods_score_of_an_image_in_one_row():

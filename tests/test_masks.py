@@ -13,6 +13,10 @@ def test_label_image_numbers_each_nucleus():
     assert labels.dtype == np.uint16
     assert set(np.unique(labels)) == {0, 1, 2}
     assert (labels == 1).sum() == a.sum() and (labels == 2).sum() == b.sum()
+    # where two masks overlap (DSB2018 has none), the later one wins
+    c = disk((20, 20), (8, 5), 3)
+    overlap = a & c
+    assert overlap.any() and (label_image([a, c])[overlap] == 2).all()
 
 
 def test_resize_mask_thresholds_coverage_at_one_half():

@@ -30,6 +30,8 @@ def test_bad_strings():
         rle_decode("1 2 3", (2, 2))
     with pytest.raises(ValueError, match="beyond"):
         rle_decode("3 5", (2, 2))
+    with pytest.raises(ValueError, match="beyond"):   # starts are 1-based: 0 is before the first pixel
+        rle_decode("0 1", (2, 2))
 
 
 def test_labels_to_rles():
