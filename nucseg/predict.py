@@ -159,11 +159,16 @@ def _file_id(name):
 SUMMARY_COLUMNS = ["id", "source", "width", "height", "nuclei", "mean_area", "median_area", "seconds", "error"]
 
 
-def is_run_summary(path):
-    """Whether `path` is the summary.csv of a nucseg predict run."""
+RLE_COLUMNS = ["ImageId", "EncodedPixels"]
+
+
+def has_header(path, columns):
+    """Whether the first line of the CSV `path` names exactly `columns` (False where it cannot be read
+    as text; a spreadsheet's byte-order mark is allowed): how a run's summary.csv and an earlier --rle
+    submission are told from other files."""
     try:
-        with open(path) as f:
-            return f.readline().strip() == ",".join(SUMMARY_COLUMNS)
+        with open(path, encoding="utf-8-sig") as f:
+            return f.readline().strip() == ",".join(columns)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -172,7 +177,7 @@ def _earlier_runs(files):
     """The folders holding an earlier nucseg run among `files`: its summary.csv beside masks/ or labels/."""
     runs = []
     for summary in (p for p in files if p.name == "summary.csv"):
-        if ((summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir()) and is_run_summary(summary):
+        if ((summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir()) and has_header(summary, SUMMARY_COLUMNS):
             runs.append(summary.parent)
     return runs
 
@@ -446,16 +451,12 @@ def _predict_all(inputs, segmenter, out_dir, rle_csv, progress):
     return summary
 
 
-RLE_COLUMNS = ["ImageId", "EncodedPixels"]
-
-
 def read_submission(path):
     """An earlier run's RLE CSV as {id: [run-length encodings]}; {} if there is none (or the file
     is something else, which `nucseg predict` refuses to overwrite up front)."""
+    if not has_header(path, RLE_COLUMNS):
+        return {}
     try:
-        with open(path, encoding="utf-8") as f:
-            if f.readline().strip() != ",".join(RLE_COLUMNS):
-                return {}
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError):
         return {}
