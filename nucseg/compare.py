@@ -120,9 +120,11 @@ def read_run(run, cwd="."):
 def check_scores(table, kind, where="scores"):
     """Validate one per-image table and give it the pipeline's column names.
 
-    A test-image table without `native_dice` is `nucseg evaluate --out`'s, which scores at
-    native resolution only: its `dice` becomes `native_dice` (and `f1`, `f1_iou50`), so that
-    it pairs with the pipeline's native scores and never with its model-resolution Dice.
+    A test-image table with `f1` and without `native_dice` is `nucseg evaluate --out`'s, which
+    scores at native resolution only: its `dice` becomes `native_dice` (and `f1`, `f1_iou50`), so
+    that it pairs with the pipeline's native scores and never with its model-resolution Dice. The
+    pipeline's own table had no `native_dice` either before that column came (9751494): its
+    `dice` is at the model's resolution and stays `dice`.
 
     Returns
     -------
@@ -143,8 +145,8 @@ def check_scores(table, kind, where="scores"):
             raise NucsegError(f"{where}: column {column} holds a non-number ({table[column].iloc[row]!r}, data row "
                               f"{row + 1}); {FIX}")
         table[column] = values
-    if kind == "evaluate" and "native_dice" not in table.columns:
-        table = table.drop(columns=["f1_iou50"] if "f1" in table.columns and "f1_iou50" in table.columns else [])
+    if kind == "evaluate" and "f1" in table.columns and "native_dice" not in table.columns:
+        table = table.drop(columns=["f1_iou50"] if "f1_iou50" in table.columns else [])
         table = table.rename(columns={"dice": "native_dice", "f1": "f1_iou50"})
     repeated = table.duplicated(keys, keep=False)
     if repeated.any():

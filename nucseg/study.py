@@ -97,10 +97,11 @@ def queue(study, dry_run=False):
 
 
 def _metric(row, key):
-    """A metric from a `dvc.api.exp_show` row, whether or not its key is prefixed by the file."""
+    """A metric from a `dvc.api.exp_show` row, whether or not its key is prefixed by the file;
+    NaN where it has none (exp_show gives None for a missing metric, and for a 0 too)."""
     for k, v in row.items():
         if k == key or k.endswith(":" + key):
-            return v
+            return np.nan if v is None else v
     return np.nan
 
 

@@ -10,12 +10,10 @@ from nucseg.compare import compare, read_run, summary
 from nucseg.io import NucsegError
 
 
-def per_image(path, dice, ids=None, method="unet", native=True, **more):
-    """A pipeline-style plots/per_image.csv (native_dice beside dice); native=False: nucseg
-    evaluate --out's, whose dice is native."""
+def per_image(path, dice, ids=None, method="unet", **more):
+    """A pipeline-style plots/per_image.csv (native_dice beside dice)."""
     ids = ids or [f"img{i}" for i in range(len(dice))]
-    extra = {"native_dice": dice} if native else {}
-    pd.DataFrame({"id": ids, "method": method, "dice": dice, **extra, **more}).to_csv(path, index=False)
+    pd.DataFrame({"id": ids, "method": method, "dice": dice, "native_dice": dice, **more}).to_csv(path, index=False)
     return str(path)
 
 
@@ -106,6 +104,19 @@ def test_evaluate_out_files_pair_as_native_scores(tmp_path):
     table, _ = compare(str(pipeline), str(cli), common=True)
     assert set(table["metric"]) == {"native_dice", "f1_iou50"} and set(table["n"]) == {2}   # 001, 002 as text
     assert row(table, metric="native_dice")["difference"] == pytest.approx(0.0)
+    assert row(table, metric="f1_iou50")["difference"] == pytest.approx(0.0)
+
+
+def test_an_older_pipeline_table_without_native_dice_keeps_its_model_resolution_dice(tmp_path):
+    """plots/per_image.csv before 9751494 had dice (at 128 px) and f1_iou50 but no native_dice:
+    its dice pairs with a later run's dice, never with its native_dice, as an --out table's would."""
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    pd.DataFrame({"id": ["a", "b"], "method": "unet", "dice": [0.8, 0.6], "f1_iou50": [0.5, 0.5]}).to_csv(old, index=False)
+    pd.DataFrame({"id": ["a", "b"], "method": "unet", "dice": [0.9, 0.9], "native_dice": [0.7, 0.7],
+                  "f1_iou50": [0.75, 0.25]}).to_csv(new, index=False)
+    table, _ = compare(str(old), str(new))
+    assert set(table["metric"]) == {"dice", "f1_iou50"}
+    assert row(table, metric="dice")["difference"] == pytest.approx(0.2)     # (0.1 + 0.3) / 2
     assert row(table, metric="f1_iou50")["difference"] == pytest.approx(0.0)
 
 
