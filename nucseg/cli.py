@@ -231,13 +231,14 @@ def cmd_predict(args):
 
 def _check_rle(rle, out, inputs, model=None):
     """Refuse an --rle path that would overwrite an input, the model, a run's summary or any file
-    other than an earlier submission (a CSV of ImageId, EncodedPixels)."""
+    other than an earlier submission (a CSV of ImageId, EncodedPixels) or an empty one."""
     from .predict import IMAGE_SUFFIXES, RLE_COLUMNS, has_header
 
     target = rle.resolve()
     ours = [(out / "summary.csv").resolve()] + [Path(p).resolve() for p in [model] if p]
     if (target in ours or rle.suffix.lower() in IMAGE_SUFFIXES + MODEL_SUFFIXES + (".zip",)
-            or rle.is_file() and (rle.suffix.lower() != ".csv" or not has_header(rle, RLE_COLUMNS))
+            or rle.is_file() and rle.stat().st_size and (rle.suffix.lower() != ".csv"
+                                                         or not has_header(rle, RLE_COLUMNS))
             or any(Path(item.name).resolve() == target for item in inputs)):
         raise NucsegError(f"--rle {rle}: would overwrite an input, the model, a run's summary.csv or a file that "
                           "is not an earlier submission (ImageId,EncodedPixels); give it a new file name, "

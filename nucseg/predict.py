@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import csv
 import itertools
 import os
 import sys
@@ -15,7 +16,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .data import native_gray, normalize, resize, to_gray
+from .data import native_gray, normalize, resize
 from .instances import instances
 from .io import USER_FIX, NucsegError, RawSource, WriteError, all_or_nothing, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
@@ -128,17 +129,19 @@ def discover(paths, exclude=(), notes=None):
 
 def is_fluorescence_composite(raw):
     """Whether an image is in colour on a dark background, judged on its own range (12-bit data
-    in 16 bits too): the median of its gray stretched by percentiles is below one half. Stained
-    histology and brightfield are light."""
+    in 16 bits too): at least 1% of its pixels coloured (a burned-in scale bar on a gray image is
+    not), and the median of its brightest channel under half that channel's 99.8th percentile.
+    Stained histology and brightfield are light (judged on gray instead, dense purple tissue
+    would count as dark; stretched to its own range, pale even tissue too)."""
     raw = np.asarray(raw)
     if raw.ndim != 3 or raw.shape[-1] < 3:
         return False
-    small = raw[::4, ::4]
-    rgb = small[..., :3].astype(np.float64)
+    rgb = raw[::4, ::4, :3].astype(np.float64)
     spread = float(np.ptp(rgb)) if rgb.size else 0.0
-    if spread == 0 or float(np.ptp(rgb, axis=-1).max()) <= 0.02 * spread:   # gray stored as RGB
+    if spread == 0 or np.mean(np.ptp(rgb, axis=-1) > 0.02 * spread) < 0.01:   # gray stored as RGB
         return False
-    return float(np.median(normalize(to_gray(small)))) < 0.5
+    brightest = rgb.max(axis=-1)
+    return float(np.median(brightest)) < 0.5 * float(np.percentile(brightest, 99.8))
 
 
 def _is_text(name):
@@ -163,14 +166,15 @@ RLE_COLUMNS = ["ImageId", "EncodedPixels"]
 
 
 def has_header(path, columns):
-    """Whether the first line of the CSV `path` names exactly `columns` (False where it cannot be read
-    as text; a spreadsheet's byte-order mark is allowed): how a run's summary.csv and an earlier --rle
-    submission are told from other files."""
+    """Whether the first line of the CSV `path` names exactly `columns`, as a CSV reader parses it
+    (quoted as R writes it, with a spreadsheet's byte-order mark; False where it cannot be read
+    as text): how a run's summary.csv and an earlier --rle submission are told from other files."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return f.readline().strip() == ",".join(columns)
-    except (OSError, UnicodeDecodeError):
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
+    return [name.strip() for name in header] == list(columns)
 
 
 def _earlier_runs(files):

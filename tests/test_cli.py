@@ -392,9 +392,11 @@ def test_rle_that_would_overwrite_an_input_or_the_summary_is_refused(tmp_path, f
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == kept
     assert not (tmp_path / "o").exists()
     (tmp_path / "old.csv").write_text("ImageId,EncodedPixels\n")      # an earlier submission: replaced
-    assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o"),
-                 "--rle", str(tmp_path / "old.csv")]) == 0
-    assert len(pd.read_csv(tmp_path / "old.csv")) > 3
+    (tmp_path / "new.csv").touch()                                     # so is an empty file
+    for rle in ("old.csv", "new.csv"):
+        assert main(["predict", str(folder), "--method", "otsu", "--out", str(tmp_path / "o"),
+                     "--rle", str(tmp_path / rle)]) == 0
+        assert len(pd.read_csv(tmp_path / rle)) > 3
 
 
 def test_sigterm_ends_a_run_as_ctrl_c_and_a_killed_runs_files_are_removed(tmp_path, folder, capsys, monkeypatch):
@@ -613,14 +615,24 @@ def test_odd_pixels_and_paths_give_one_line(tmp_path, folder, capsys):
 
 
 def test_a_colour_fluorescence_composite_gets_a_note(tmp_path, capsys):
-    """Nuclei in blue among red and green: gray weighs blue least. A note says so; H&E (light) gets none."""
+    """Nuclei in blue among red and green: gray weighs blue least. A note says so. None for stained
+    tissue, light or dense purple (dark in gray), nor for a gray image with a coloured scale bar."""
     composite = np.zeros((64, 64, 3), np.uint8)
     composite[10:30, 10:30, 2] = 200             # a nucleus, in the blue channel
     composite[5:60, 35:60, 0] = 150              # cytoplasm, red
     Image.fromarray(composite).save(tmp_path / "composite.png")
     Image.fromarray(255 - composite).save(tmp_path / "stained.png")
-    assert main(["predict", str(tmp_path / "composite.png"), str(tmp_path / "stained.png"), "--method", "otsu",
-                 "--out", str(tmp_path / "o")]) == 0
+    dense = np.full((64, 64, 3), (140, 70, 170), np.uint8)    # tissue (gray 99 of 255) from edge to edge
+    dense[8:20, 8:20] = dense[40:52, 30:44] = (60, 20, 110)    # nuclei
+    dense[:, 56:] = (240, 235, 245)                            # a little light background
+    Image.fromarray(dense).save(tmp_path / "dense.png")
+    gray = np.full((128, 128), 15, np.uint8)
+    gray[20:40, 20:40] = gray[70:90, 50:80] = 170
+    bar = np.repeat(gray[..., None], 3, axis=-1)
+    bar[118:121, 90:120] = (255, 255, 0)                       # a yellow scale bar, burned in: 0.5% of the pixels
+    Image.fromarray(bar).save(tmp_path / "scalebar.png")
+    assert main(["predict", *(str(tmp_path / f"{name}.png") for name in ("composite", "stained", "dense", "scalebar")),
+                 "--method", "otsu", "--out", str(tmp_path / "o")]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert notes == [f"note: {tmp_path / 'composite.png'}: a colour image on a dark background (a fluorescence "
                      "composite?) is segmented as its gray, in which blue counts 0.114; if the nuclei are one channel "

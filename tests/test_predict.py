@@ -398,11 +398,13 @@ def test_16_bit_colour_pngs_and_compressed_tiffs_keep_every_bit(tmp_path):
 
 def test_earlier_outputs_are_told_by_their_header_as_a_spreadsheet_saves_it(tmp_path):
     """A run's summary.csv and an --rle submission are known by their first line, also where a
-    spreadsheet saved them again with Windows line ends and a byte-order mark; anything else is not."""
+    spreadsheet saved them again with Windows line ends and a byte-order mark, or R with quotes;
+    anything else is not."""
     from nucseg.predict import RLE_COLUMNS, SUMMARY_COLUMNS, has_header, read_submission
 
     files = {"sub.csv": b"ImageId,EncodedPixels\n1a,1 3\n1a,7 2\n2b,4 1\n",
              "excel.csv": b"\xef\xbb\xbfImageId,EncodedPixels\r\n1a,1 3\r\n1a,7 2\r\n2b,4 1\r\n",
+             "r.csv": b'"ImageId","EncodedPixels"\n"1a","1 3"\n"1a","7 2"\n"2b","4 1"\n',   # R's write.csv
              "summary.csv": (",".join(SUMMARY_COLUMNS) + "\nimg,img.png,4,4,1,3.0,3.0,0.1,\n").encode(),
              "swapped.csv": b"EncodedPixels,ImageId\n1 3,1a\n",
              "more.csv": b"ImageId,EncodedPixels,Score\n1a,1 3,0.9\n",
@@ -410,9 +412,9 @@ def test_earlier_outputs_are_told_by_their_header_as_a_spreadsheet_saves_it(tmp_
              "empty.csv": b""}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    assert [n for n in files if has_header(tmp_path / n, RLE_COLUMNS)] == ["sub.csv", "excel.csv"]
+    assert [n for n in files if has_header(tmp_path / n, RLE_COLUMNS)] == ["sub.csv", "excel.csv", "r.csv"]
     assert [n for n in files if has_header(tmp_path / n, SUMMARY_COLUMNS)] == ["summary.csv"]
     assert not has_header(tmp_path / "absent.csv", RLE_COLUMNS) and not has_header(tmp_path, RLE_COLUMNS)
     expected = {"1a": ["1 3", "7 2"], "2b": ["4 1"]}
-    assert read_submission(tmp_path / "sub.csv") == read_submission(tmp_path / "excel.csv") == expected
+    assert all(read_submission(tmp_path / n) == expected for n in ("sub.csv", "excel.csv", "r.csv"))
     assert read_submission(tmp_path / "more.csv") == read_submission(tmp_path / "absent.csv") == {}
