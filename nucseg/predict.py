@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .data import native_gray, normalize, resize
+from .data import native_gray, resize
 from .instances import instances
 from .io import USER_FIX, NucsegError, RawSource, WriteError, all_or_nothing, atomic_path, decode_png, save_csv
 from .otsu import otsu_segment
