@@ -152,8 +152,9 @@ def save_npz(path, arrays):
 
 def restore_fix(path):
     """What to do about a pipeline file that is damaged (cut short, edited by hand)."""
-    return (f"restore it with 'dvc checkout {path}' ('git checkout {path}' if Git tracks it), or rebuild it "
-            "with 'dvc repro -f -s <the stage that writes it>'")
+    # --force: DVC refuses to replace a file whose content is not in its cache without it, a damaged one too
+    return (f"restore it with 'dvc checkout --force {path}' ('git checkout {path}' if Git tracks it), or rebuild "
+            "it with 'dvc repro -f -s <the stage that writes it>'")
 
 
 def load_npy(path, mmap_mode=None):
@@ -161,7 +162,9 @@ def load_npy(path, mmap_mode=None):
     try:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, EOFError) as exc:   # cut short, or not an array at all
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if len(reason) > 120:   # numpy's "Failed to read all data for array. Expected (...) = ... elements, ..."
+            reason = reason.split(". ")[0][:120]
         if "pickled" in reason:   # numpy's guess for a file without the .npy header
             reason = "no .npy header"
         raise NucsegError(f"{path}: not a whole .npy array ({reason}); {restore_fix(path)}") from None
@@ -269,9 +272,11 @@ USER_ZIP_PLAIN_FIX = ("make the zip again without a password and with standard c
                       "or give the folder it was made from")
 
 
-def decode_png(data, name, fix=REPLACE_FROM_ZIP):
+def decode_png(data, name, fix=REPLACE_FROM_ZIP, indices=False):
     """Decode image bytes into a numpy array (H, W) or (H, W, C), keeping the bit depth.
 
+    A palette image gives its colours, or with `indices` its stored values (a mask's: ImageJ
+    writes a binary mask without "black background" as nucleus 255 under an inverted palette).
     Bad data raises `NucsegError`: the `name`, what is wrong, and `fix`.
     """
     if not data:
@@ -283,7 +288,7 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP):
             if img.mode in ("CMYK", "LAB", "HSV", "YCbCr"):   # 4 or 3 channels that are not RGB(A)
                 img = img.convert("RGB")
             img.load()
-            if img.mode == "P":
+            if img.mode == "P" and not indices:
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             elif img.mode == "1":
                 img = img.convert("L")
@@ -419,7 +424,9 @@ class RawSource:
 
         `rows` are the mask's rows ``top`` onwards that can be nonzero; all others are zero
         (`nucseg.png.read_gray8`: several times faster than decoding the whole mask). A mask
-        that is not 8-bit grayscale is decoded whole (first channel), as a band from row 0.
+        that is not 8-bit grayscale is decoded whole, as a band from row 0: a palette mask by its
+        stored values, a colour one by its brightest colour channel (a green nucleus is one), the
+        alpha channel left out.
         """
         for member in self.masks.get(image_id, []):
             name, data = self.display(member), self.read_bytes(member)
@@ -428,8 +435,9 @@ class RawSource:
             except PNGError as exc:
                 raise NucsegError(f"{name}: not a readable image ({exc}); {self.member_fix}") from None
             if band is None:
-                mask = decode_png(data, name, fix=self.member_fix)
-                mask = mask[..., 0] if mask.ndim == 3 else mask
+                mask = decode_png(data, name, fix=self.member_fix, indices=True)
+                if mask.ndim == 3:   # gray + alpha, RGB or RGBA
+                    mask = mask[..., 0] if mask.shape[-1] == 2 else mask[..., :3].max(axis=-1)
                 band = (*mask.shape, 0, mask)
             yield name, band
 

@@ -42,12 +42,13 @@ def read_labels(source, image_id):
 
     A mask of another size than its image, or one holding several nonzero values (a label image,
     as Fiji, QuPath or Cellpose export, which would count as one nucleus), raises `NucsegError`
-    naming the mask. So does, in a user's data (``source.user_data``), a mask of all nuclei (more
-    than `MAX_PARTS` separate objects) or an inverted one (the background nonzero: most of the
-    image, touching all four edges), which would also be scored as one nucleus.
+    naming the mask. So does, in a user's data (``source.user_data``), a mask of all nuclei (the
+    image's only mask, holding more than `MAX_PARTS` separate objects) or an inverted one (the
+    background nonzero: most of the image, up to all four edges, around a hole), which would
+    also be scored as one nucleus.
     """
     height, width = shape = source.image_size(image_id)
-    bands = []
+    bands, names = [], []
     for name, (h, w, top, rows) in source.read_mask_bands(image_id):
         if (h, w) != shape:
             raise NucsegError(f"{name} is {w}x{h} but its image is {width}x{height}; "
@@ -56,31 +57,40 @@ def read_labels(source, image_id):
         if values.size and values.min() != values.max():
             raise NucsegError(f"{name} holds values {values.min()} to {values.max()} besides 0, as a label image "
                               "does; masks/ holds one PNG per nucleus, 0 outside it: write each label as its own PNG")
-        if getattr(source, "user_data", False):
-            _check_one_nucleus(name, top, rows > 0, shape)
         bands.append((top, rows))
+        names.append(name)
+    if getattr(source, "user_data", False):
+        for name, (top, rows) in zip(names, bands):
+            _check_one_nucleus(name, top, rows > 0, shape, alone=len(bands) == 1)
     return label_image(bands, shape)
 
 
 MAX_PARTS = 2   # separate objects in one nucleus's mask: stage1_train has 11 masks of 2, none of more
 
 
-def _check_one_nucleus(name, top, band, shape):
-    """Refuse a user's mask that is not one nucleus: all nuclei in one file, or an inverted mask."""
+def _check_one_nucleus(name, top, band, shape, alone):
+    """Refuse a user's mask that is not one nucleus: all nuclei in one file (`alone`: the image's
+    only mask; among several, a nucleus in lobes or fragments is the user's call), or an
+    inverted mask."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(band, structure=np.ones((3, 3), bool))
-    sizes = np.bincount(labels.ravel())[1:]
-    # stray pixels beside a hand-drawn nucleus are not objects: a tenth of the largest, 10 px at least
-    parts = int(np.count_nonzero(sizes >= max(10, sizes.max(initial=0) / 10)))
-    if parts > MAX_PARTS:
-        raise NucsegError(f"{name} holds {parts} separate objects, as a mask of all nuclei does; masks/ holds one "
-                          "PNG per nucleus, 0 outside it: save each nucleus as its own PNG")
+    if alone:
+        labels, n = ndimage.label(band, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(labels.ravel())[1:]
+        # stray pixels beside a hand-drawn nucleus are not objects: a tenth of the largest, 10 px at least
+        parts = int(np.count_nonzero(sizes >= max(10, sizes.max(initial=0) / 10)))
+        if parts > MAX_PARTS:
+            raise NucsegError(f"{name} is its image's only mask and holds {parts} separate objects, as a mask of "
+                              "all nuclei does; masks/ holds one PNG per nucleus, 0 outside it: save each nucleus "
+                              "as its own PNG (one nucleus cut into pieces: join them)")
     height, width = shape
+    # a nucleus filling the field, or a crop around one, covers as much, but encloses no hole
     if (band.sum() > height * width / 2 and top == 0 and len(band) == height
-            and band[0].any() and band[-1].any() and band[:, 0].any() and band[:, -1].any()):
-        raise NucsegError(f"{name} covers {band.sum() / (height * width):.0%} of its image, up to every edge: "
-                          "inverted (the background nonzero)? save it with the nucleus nonzero and 0 outside it")
+            and band[0].any() and band[-1].any() and band[:, 0].any() and band[:, -1].any()
+            and (ndimage.binary_fill_holes(band) & ~band).any()):
+        raise NucsegError(f"{name} covers {band.sum() / (height * width):.0%} of its image, up to every edge, "
+                          "around holes: inverted (the background nonzero)? save it with the nucleus nonzero "
+                          "and 0 outside it")
 
 
 class _MasksOne:

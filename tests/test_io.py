@@ -284,8 +284,12 @@ def test_damaged_pipeline_arrays_are_one_line_naming_the_file(tmp_path):
     np.save(tmp_path / "a.npy", np.arange(100))
     (tmp_path / "a.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:4])
     with pytest.raises(NucsegError, match=r"a.npy: not a whole .npy array \(no .npy header\); restore it with 'dvc "
-                                          r"checkout .*a.npy'"):
+                                          r"checkout --force .*a.npy'"):
         load_npy(tmp_path / "a.npy")
+    np.save(tmp_path / "c.npy", np.arange(1000))   # cut in its data: numpy's long reason, to its first sentence
+    (tmp_path / "c.npy").write_bytes((tmp_path / "c.npy").read_bytes()[:500])
+    with pytest.raises(NucsegError, match=r"c.npy: not a whole .npy array \(Failed to read all data for array\); "):
+        load_npy(tmp_path / "c.npy")
     save_npz(tmp_path / "b.npz", {"x": np.arange(1000)})
     data = bytearray((tmp_path / "b.npz").read_bytes())
     data[len(data) // 3] ^= 0xFF

@@ -129,8 +129,9 @@ def test_a_users_mask_of_all_nuclei_or_inverted_is_refused(kaggle_dir, samples, 
     union = np.any(nuclei, axis=0)
     mask = union if kind == "all nuclei" else ~union
     (kaggle_dir / bad / "masks" / "all.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
-    expected = (f"holds {len(nuclei)} separate objects, as a mask of all nuclei does" if kind == "all nuclei"
-                else f"covers {(~union).mean():.0%} of its image, up to every edge: inverted")
+    expected = (f"is its image's only mask and holds {len(nuclei)} separate objects, as a mask of all nuclei does"
+                if kind == "all nuclei" else f"covers {(~union).mean():.0%} of its image, up to every edge, around "
+                "holes: inverted")
     with pytest.raises(NucsegError, match=f"{bad}/masks/all.png {expected}"):
         read_labels(RawSource(kaggle_dir, user_data=True), bad)
     assert read_labels(RawSource(kaggle_dir), bad).max() == 1   # the pipeline's data: not checked
@@ -149,3 +150,57 @@ def test_a_users_nucleus_with_stray_pixels_is_one_nucleus(kaggle_dir, samples):
     first.write_bytes(png_bytes(mask))
     labels = read_labels(RawSource(kaggle_dir, user_data=True), bad)
     assert labels.max() == len(samples[bad][1]) and labels[0, 0] == labels[-1, -1] == 1
+
+
+def test_a_users_lobed_nucleus_and_a_nucleus_filling_the_field_are_scored(kaggle_dir, samples):
+    """A nucleus in three lobes among other masks (a neutrophil's, an apoptotic one in fragments) is
+    the user's call: one nucleus, not a mask of all nuclei, which is an image's only mask. A nucleus
+    over half the image up to every edge (a high magnification, a crop around one) encloses no hole,
+    as an inverted mask does around its nuclei."""
+    from conftest import png_bytes
+    from nucseg.masks import read_labels
+
+    image_id = sorted(samples)[2]
+    image, nuclei = samples[image_id]
+    masks = kaggle_dir / image_id / "masks"
+    lobes = np.zeros(image.shape[:2], bool)
+    lobes[2:6, 2:6] = lobes[2:6, 10:14] = lobes[10:14, 2:6] = True     # three lobes of 16 px, apart
+    lobes &= ~np.any(nuclei, axis=0)
+    (masks / "m000.png").write_bytes(png_bytes(lobes.astype(np.uint8) * 255))
+    labels = read_labels(RawSource(kaggle_dir, user_data=True), image_id)
+    assert labels.max() == len(nuclei) and np.unique(labels[lobes]).tolist() == [1]
+    for other in sorted(masks.iterdir())[1:]:
+        other.unlink()
+    with pytest.raises(NucsegError, match="m000.png is its image's only mask and holds 3 separate objects"):
+        read_labels(RawSource(kaggle_dir, user_data=True), image_id)
+    height, width = image.shape[:2]
+    yy, xx = np.mgrid[:height, :width]
+    big = (yy - height / 2) ** 2 / (0.6 * height) ** 2 + (xx - width / 2) ** 2 / (0.6 * width) ** 2 <= 1
+    assert big.mean() > 0.5 and big[0].any() and big[-1].any() and big[:, 0].any() and big[:, -1].any()
+    (masks / "m000.png").write_bytes(png_bytes(big.astype(np.uint8) * 255))
+    np.testing.assert_array_equal(read_labels(RawSource(kaggle_dir, user_data=True), image_id), big)
+
+
+def test_palette_and_colour_masks_are_read_by_their_nucleus(kaggle_dir, samples):
+    """ImageJ saves a binary mask without "black background" as nucleus 255 under an inverted
+    palette (it shows black on white): read by its stored values, not its colours. A mask drawn in
+    green, as a palette or as RGB, is its green pixels (red alone read them as background)."""
+    from nucseg.masks import read_labels
+
+    image_id = sorted(samples)[1]
+    nuclei = samples[image_id][1]
+    masks = sorted((kaggle_dir / image_id / "masks").iterdir())
+    for k, (path, nucleus) in enumerate(zip(masks, nuclei)):
+        if k == 0:     # ImageJ: values 0 and 255, white for 0 and black for 255
+            mask = Image.fromarray(nucleus.astype(np.uint8) * 255, mode="P")
+            mask.putpalette([255 - v for v in range(256) for _ in range(3)])
+        elif k == 1:   # a palette of black and green
+            mask = Image.fromarray(nucleus.astype(np.uint8), mode="P")
+            mask.putpalette([0, 0, 0, 0, 255, 0])
+        else:          # green on black, RGB
+            mask = Image.fromarray(np.stack([np.zeros_like(nucleus), nucleus, np.zeros_like(nucleus)], -1)
+                                   .astype(np.uint8) * 200)
+        mask.save(path)
+    labels = read_labels(RawSource(kaggle_dir, user_data=True), image_id)
+    for k, nucleus in enumerate(nuclei, start=1):
+        np.testing.assert_array_equal(labels == k, nucleus)

@@ -264,8 +264,8 @@ def test_evaluate_stage_with_a_damaged_input_names_it_and_how_to_restore_it(tmp_
     name = path[option].relative_to(tmp_path)
     err = fails_keeping_metrics(argv, path, tmp_path, monkeypatch, capsys)
     assert err.startswith(f"error: {name}: {expected}") and "\n" not in err, err
-    assert err.endswith(f"restore it with 'dvc checkout {name}' ('git checkout {name}' if Git tracks it), or rebuild "
-                        "it with 'dvc repro -f -s <the stage that writes it>'")
+    assert err.endswith(f"restore it with 'dvc checkout --force {name}' ('git checkout {name}' if Git tracks "
+                        "it), or rebuild it with 'dvc repro -f -s <the stage that writes it>'")
 
 
 def test_a_stage_run_before_its_input_exists_says_how_to_make_it(tmp_path, monkeypatch, capsys):
