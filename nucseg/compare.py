@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from .io import NucsegError
 from .robustness import paired_interval
@@ -76,6 +77,42 @@ def resolve(rev, cwd="."):
     return experiments[0][1], None
 
 
+def stale_stages(lock_text, params_text):
+    """The stages of a commit's `dvc.lock` whose recorded run is older than the commit's
+    `params.yaml` or than the stage outputs they read, directly or through another stale stage:
+    what `dvc exp run -S ... evaluate` leaves, since it stops before robustness. Their outputs
+    in that commit are a previous run's.
+
+    Returns
+    -------
+    dict: stage name -> what changed after it ran (a param or an input)
+    """
+    stages = (yaml.safe_load(lock_text) or {}).get("stages", {})
+    params = yaml.safe_load(params_text) or {}
+
+    def param(key):
+        node = params
+        for name in key.split("."):
+            if not isinstance(node, dict) or name not in node:
+                return None
+            node = node[name]
+        return node
+
+    made_by = {out["path"]: (name, out.get("md5")) for name, stage in stages.items() for out in stage.get("outs", [])}
+    stale = {}
+    for _ in stages:   # until nothing more changes: staleness passes down the chain
+        for name, stage in stages.items():
+            ran = stage.get("params", {}).get("params.yaml", {})
+            why = [key for key, value in ran.items() if param(key) != value]
+            for dep in stage.get("deps", []):
+                producer, md5 = made_by.get(dep["path"], (None, None))
+                if producer and (producer in stale or dep.get("md5") != md5):
+                    why.append(dep["path"])
+            if why and name not in stale:
+                stale[name] = why[0]
+    return stale
+
+
 def _read_csv(source, where):
     try:
         return pd.read_csv(source, dtype={"id": str})
@@ -103,16 +140,24 @@ def read_run(run, cwd="."):
         kind = "robustness" if "degradation" in table.columns else "evaluate"
         return {"evaluate": None, "robustness": None, kind: check_scores(table, kind, run)}, []
     commit, note = resolve(run, cwd)
+    notes = [note] if note else []
+    lock, params = (_git(["show", f"{commit}:{name}"], cwd) for name in ("dvc.lock", "params.yaml"))
+    stale = stale_stages(lock.stdout, params.stdout) if lock.returncode == 0 and params.returncode == 0 else {}
     tables = {}
     for kind, name in (("evaluate", EVALUATE_CSV), ("robustness", ROBUSTNESS_CSV)):
         shown = _git(["show", f"{commit}:{name}"], cwd)
         where = f"{run}:{name}"
         tables[kind] = check_scores(_read_csv(io.StringIO(shown.stdout), where), kind, where) \
             if shown.returncode == 0 else None
+        if tables[kind] is not None and kind in stale:   # the stage's name is the kind
+            notes.append(f"{run}: {name} is from an earlier run of the {kind} stage ({stale[kind]} changed after "
+                         f"it; an experiment run up to another stage?): not compared")
+            tables[kind] = None
     if all(t is None for t in tables.values()):
-        raise NucsegError(f"{run}: has neither {EVALUATE_CSV} nor {ROBUSTNESS_CSV} committed; compare runs "
-                          "of a pipeline that keeps per-image scores (dvc exp run)")
-    return tables, [note] if note else []
+        raise NucsegError(f"{run}: has no up-to-date {EVALUATE_CSV} or {ROBUSTNESS_CSV} committed"
+                          + (f" ({'; '.join(notes)})" if notes else "")
+                          + "; compare runs of a pipeline that keeps per-image scores (dvc exp run)")
+    return tables, notes
 
 
 # ---------------------------------------------------------------- pairing (pure)

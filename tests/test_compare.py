@@ -245,3 +245,101 @@ def test_scores_are_checked_and_renamed_alike_for_files_and_revisions(repo):
     for run, where in (("HEAD", "HEAD:plots/per_image.csv"), ("plots/per_image.csv", "plots/per_image.csv")):
         with pytest.raises(NucsegError, match=f"^{where}: column dice holds a non-number \\('0,75', data row 2\\)"):
             read_run(run)
+
+LOCK = """schema: '2.0'
+stages:
+  train:
+    params:
+      params.yaml:
+        train.epochs: 10
+    outs:
+    - path: models/unet.keras
+      md5: aaa
+  predict:
+    deps:
+    - path: models/unet.keras
+      md5: aaa
+    outs:
+    - path: data/predict
+      md5: bbb.dir
+  evaluate:
+    deps:
+    - path: data/predict
+      md5: bbb.dir
+    params:
+      params.yaml:
+        evaluate:
+          threshold: 0.5
+    outs:
+    - path: plots/per_image.csv
+      md5: ccc
+  robustness:
+    deps:
+    - path: models/unet.keras
+      md5: aaa
+    params:
+      params.yaml:
+        evaluate.threshold: 0.5
+        robustness:
+          severities:
+            blur: [0.0, 1.0]
+    outs:
+    - path: plots/robustness_per_image.csv
+      md5: ddd
+"""
+PARAMS = {"train": {"epochs": 10}, "evaluate": {"threshold": 0.5}, "robustness": {"severities": {"blur": [0.0, 1.0]}}}
+
+
+def test_stale_stages_are_those_run_before_a_param_or_an_input_changed():
+    """`dvc exp run -S evaluate.threshold=0.4 evaluate` reruns evaluate, not robustness; `-S
+    train.epochs=20 train` leaves predict, and through it evaluate, on the old model."""
+    import copy
+
+    import yaml
+
+    from nucseg.compare import stale_stages
+
+    assert stale_stages(LOCK, yaml.safe_dump(PARAMS)) == {}
+    params = copy.deepcopy(PARAMS)
+    params["evaluate"]["threshold"] = 0.4
+    lock = yaml.safe_load(LOCK)
+    lock["stages"]["evaluate"]["params"]["params.yaml"]["evaluate"]["threshold"] = 0.4   # evaluate reran
+    assert stale_stages(yaml.safe_dump(lock), yaml.safe_dump(params)) == {"robustness": "evaluate.threshold"}
+    params = copy.deepcopy(PARAMS)
+    params["train"]["epochs"] = 20
+    lock = yaml.safe_load(LOCK)
+    lock["stages"]["train"]["params"]["params.yaml"]["train.epochs"] = 20
+    lock["stages"]["train"]["outs"][0]["md5"] = "eee"                                       # train reran
+    assert stale_stages(yaml.safe_dump(lock), yaml.safe_dump(params)) == {
+        "predict": "models/unet.keras", "evaluate": "data/predict", "robustness": "models/unet.keras"}
+    params["robustness"]["severities"]["blur"] = [0.0, 2.0]
+    assert stale_stages(LOCK, yaml.safe_dump(params))["robustness"] == "robustness"
+
+
+def test_a_runs_scores_from_a_stage_that_did_not_rerun_are_not_compared(repo):
+    """An experiment run up to evaluate keeps the robustness scores of the run before it: they are
+    left out with a note, not compared as if the experiment had scored the same."""
+    import yaml
+
+    path, _, _ = repo
+    robustness_rows(path / "plots" / "robustness_per_image.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 1.0): [0.5, 0.4]})
+    (path / "dvc.lock").write_text(LOCK)
+    (path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "pipeline")
+    robustness_rows(path / "plots" / "robustness_per_image.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 1.0): [0.6, 0.6]})
+    per_image(path / "plots" / "per_image.csv", [0.8, 0.8])
+    git(path, "commit", "-q", "-am", "an experiment run up to evaluate: robustness rerun by hand, not in dvc.lock")
+    params = yaml.safe_load(LOCK)["stages"]["evaluate"]["params"]["params.yaml"]
+    params["evaluate"]["threshold"] = 0.4
+    lock = yaml.safe_load(LOCK)
+    lock["stages"]["evaluate"]["params"]["params.yaml"] = params
+    (path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "evaluate": {"threshold": 0.4}}))
+    git(path, "commit", "-q", "-am", "threshold 0.4, evaluate only")
+    table, notes = compare("HEAD~1", "HEAD")
+    assert set(table["what"]) == {"test images"} and row(table)["difference"] == pytest.approx(0.0)
+    assert notes == ["HEAD: plots/robustness_per_image.csv is from an earlier run of the robustness stage "
+                     "(evaluate.threshold changed after it; an experiment run up to another stage?): not compared"]
+    table, notes = compare("HEAD~2", "HEAD~1")   # both up to date: robustness compared
+    assert row(table, what="blur", severity=1.0)["difference"] == pytest.approx(0.15) and notes == []

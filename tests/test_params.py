@@ -96,6 +96,32 @@ def test_every_param_dvc_tracks_exists():
                 node = node[key]
 
 
+@pytest.mark.parametrize("override", ["evaluate.threshold=0.4", "train.seed=7",
+                                      "robustness.severities.blur=[0.0,0.5,1.0,2.0,4.0]"])
+def test_a_sweep_changes_one_line_of_params_yaml(tmp_path, override):
+    """params.yaml is written as `dvc exp run -S` writes it (lists a line per item, null as an empty
+    value), so that an experiment's params.yaml differs from the committed one by the line it changed."""
+    from dvc.utils.hydra import apply_overrides
+
+    swept = tmp_path / "params.yaml"
+    swept.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(str(swept), [override])
+    before, after = (ROOT / "params.yaml").read_text().splitlines(), swept.read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    key, value = override.split("=")
+    assert len(before) == len(after) and len(changed) == 1, changed
+    assert yaml.safe_load(swept.read_text()) == _set(committed(), key, yaml.safe_load(value))
+
+
+def _set(params, key, value):
+    node = params
+    *path, last = key.split(".")
+    for name in path:
+        node = node[name]
+    node[last] = value
+    return params
+
+
 def test_the_committed_params_pass_and_every_key_has_a_rule():
     params = committed()
     check_params(params)
