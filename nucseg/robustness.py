@@ -114,6 +114,16 @@ def worst_case_table(results, per_image=None, seed=0):
     return table
 
 
+def curve_rows(results):
+    """The severity curves as a table for `dvc plots` (one panel per degradation, the top-level
+    plot `robustness_dice`): a row per degradation, level (0 the undamaged images, then the
+    severities in order, so that Poisson noise's falling photon counts read left to right as
+    worse), method, with the severity and the mean Dice and DSB."""
+    return [{"degradation": name, "level": level, "severity": row["severity"], "method": method,
+             "dice": row[method]["dice"], "dsb": row[method]["dsb"]}
+            for name, rows in results.items() for level, row in enumerate(rows) for method in ("unet", "otsu")]
+
+
 def as_metrics(results, table, n_images):
     """The robustness stage's metrics file: the worst-case table and every severity's scores.
 

@@ -22,7 +22,7 @@ from nucseg.masks import resize_mask
 from nucseg.params import load_params, run
 from nucseg.plots import gallery, severity_curves
 from nucseg.predict import iter_native_probs
-from nucseg.robustness import as_metrics, labels_at, params_at_scale, robustness, worst_case_table
+from nucseg.robustness import as_metrics, curve_rows, labels_at, params_at_scale, robustness, worst_case_table
 from nucseg.windows import model_scale_shape
 
 
@@ -37,6 +37,7 @@ def main():
     parser.add_argument("--ids", required=True, help="test ids")
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--per-image", required=True, help="CSV: Dice and DSB of each test image, method, level")
+    parser.add_argument("--curves", required=True, help="CSV: each level's mean scores, for dvc plots")
     parser.add_argument("--plots", required=True, help="folder for one PNG per degradation and a gallery")
     args = parser.parse_args()
     p = load_params("ingest", "robustness")
@@ -83,6 +84,7 @@ def main():
           **{metric: values[k] for metric, values in each[method].items()}}
          for name, severities in degradations.items() for level, each in enumerate(per_image[name])
          for method in ("unet", "otsu") for k, image_id in enumerate(ids)]))
+    save_csv(args.curves, pd.DataFrame(curve_rows(results)))
     out = Path(args.plots)
     for name, rows in results.items():
         severity_curves(rows, name, out / f"{name}.png")

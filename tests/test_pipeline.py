@@ -69,6 +69,7 @@ def project(tmp_path_factory):
     })
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     dvc(project, "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")   # the robustness plot's template
     dvc(project, "config", "core.analytics", "false")
     first = dvc(project, "repro")
     return project, first
@@ -110,6 +111,13 @@ def test_full_chain_runs_and_scores(project):
         assert (project / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     robust = json.loads((project / "metrics" / "robustness.json").read_text())
     assert set(robust["worst"]) == set(yaml.safe_load((project / "params.yaml").read_text())["robustness"]["degradations"])
+    curves = pd.read_csv(project / "plots" / "robustness_curves.csv")   # the plot's table: the metrics' curves
+    for row in curves.itertuples():
+        assert row.dice == pytest.approx(robust["curves"][row.degradation][f"{row.severity:g}"][row.method]["dice"])
+    assert len(curves) == sum(map(len, robust["curves"].values())) * 2
+    shown = json.loads(dvc(project, "plots", "show", "--json").stdout)
+    assert "errors" not in shown and "errors" not in shown["data"]["robustness_dice"][0]
+    assert len(shown["data"]["robustness_dice"][0]["content"]["data"]["values"]) == len(curves)
     config = json.loads((project / "models" / "config.json").read_text())
     assert config["img_size"] == 32 and config["params"]["encoder_weights"] == "none"
     assert config["params"]["seed"] == yaml.safe_load((project / "params.yaml").read_text())["base"]["seed"]

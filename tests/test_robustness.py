@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import synthetic_sample
@@ -6,7 +7,8 @@ from nucseg.data import prepare_image
 from nucseg.degrade import degrade
 from nucseg.instances import instances
 from nucseg.masks import resize_mask
-from nucseg.robustness import as_metrics, labels_at, paired_interval, params_at_scale, robustness, worst_case_table
+from nucseg.robustness import (as_metrics, curve_rows, labels_at, paired_interval, params_at_scale, robustness,
+                               worst_case_table)
 
 
 def test_robustness_scores_every_severity():
@@ -119,6 +121,19 @@ def test_metrics_file_keeps_every_number_where_dvc_reads_it():
     assert len(flat) == 1 + 2 * 7 + 2 * 2 * 2 + 2 * 2 * 1   # n_images, two worst rows of 7, blur and low_contrast
     with pytest.raises(ValueError, match="repeat"):
         as_metrics({"blur": results["blur"] * 2}, {}, 2)
+
+
+def test_curve_rows_number_the_levels_in_order_for_the_plot():
+    """Poisson noise's photon counts fall as it worsens (0 is none): the plot's x is the level, 0
+    for the undamaged images, so every panel reads left to right from none to worst."""
+    results = {"poisson_noise": [{"severity": 0.0, "otsu": {"dice": 0.8, "dsb": 0.4}, "unet": {"dice": 0.9, "dsb": 0.5}},
+                                 {"severity": 200.0, "otsu": {"dice": 0.7, "dsb": 0.3}, "unet": {"dice": 0.85, "dsb": 0.4}},
+                                 {"severity": 5.0, "otsu": {"dice": 0.2, "dsb": 0.1}, "unet": {"dice": 0.6, "dsb": 0.2}}]}
+    rows = pd.DataFrame(curve_rows(results))
+    assert rows.columns.tolist() == ["degradation", "level", "severity", "method", "dice", "dsb"]
+    unet = rows[rows["method"] == "unet"]
+    assert unet["level"].tolist() == [0, 1, 2] and unet["severity"].tolist() == [0.0, 200.0, 5.0]
+    assert unet["dice"].tolist() == [0.9, 0.85, 0.6] and rows[rows["method"] == "otsu"]["dsb"].tolist() == [0.4, 0.3, 0.1]
 
 
 def test_paired_interval_hand_computed():
