@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from .io import NucsegError
 from .robustness import paired_interval
@@ -77,18 +76,29 @@ def resolve(rev, cwd="."):
     return experiments[0][1], None
 
 
-def stale_stages(lock_text, params_text):
-    """The stages of a commit's `dvc.lock` whose recorded run is older than the commit's
-    `params.yaml` or than the stage outputs they read, directly or through another stale stage:
-    what `dvc exp run -S ... evaluate` leaves, since it stops before robustness. Their outputs
-    in that commit are a previous run's.
+def stale_outputs(lock_text, params_text, dvc_yaml_text, files=None):
+    """The outputs in a commit that an earlier run of their stage left: the stage ran before a
+    param of it in `params.yaml`, a file of it (`files`: path -> bytes as Git holds them, e.g.
+    its code) or another stage's output it reads changed, or reads an output of a stage that is
+    itself out of date. `dvc exp run -S ... evaluate` leaves robustness so: it stops before it.
+
+    The stages are those `dvc.yaml` defines (`dvc.lock` keeps a removed or renamed stage's
+    entry), a frozen one never out of date; params are read as YAML 1.2, as DVC writes them.
 
     Returns
     -------
-    dict: stage name -> what changed after it ran (a param or an input)
+    dict: output path -> (its stage, what changed after that stage ran)
     """
-    stages = (yaml.safe_load(lock_text) or {}).get("stages", {})
-    params = yaml.safe_load(params_text) or {}
+    import hashlib
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe")
+    defined = (yaml.load(dvc_yaml_text) or {}).get("stages", {})
+    stages = {name: stage for name, stage in ((yaml.load(lock_text) or {}).get("stages", {})).items()
+              if name.split("@")[0] in defined and not defined[name.split("@")[0]].get("frozen")}
+    params = yaml.load(params_text) or {}
+    files = files or {}
 
     def param(key):
         node = params
@@ -99,18 +109,59 @@ def stale_stages(lock_text, params_text):
         return node
 
     made_by = {out["path"]: (name, out.get("md5")) for name, stage in stages.items() for out in stage.get("outs", [])}
+
+    def producer(path):   # the stage making `path`, or the output folder holding it (md5 not comparable)
+        if path in made_by:
+            return made_by[path]
+        inside = [out for out in made_by if path.startswith(out.rstrip("/") + "/")]
+        return (made_by[inside[0]][0], None) if inside else (None, None)
+
     stale = {}
     for _ in stages:   # until nothing more changes: staleness passes down the chain
         for name, stage in stages.items():
-            ran = stage.get("params", {}).get("params.yaml", {})
-            why = [key for key, value in ran.items() if param(key) != value]
+            if name in stale:
+                continue
+            why = [key for key, value in stage.get("params", {}).get("params.yaml", {}).items() if param(key) != value]
             for dep in stage.get("deps", []):
-                producer, md5 = made_by.get(dep["path"], (None, None))
-                if producer and (producer in stale or dep.get("md5") != md5):
+                maker, md5 = producer(dep["path"])
+                if maker in stale:
+                    why.append(f"stage {maker}, out of date itself")
+                elif maker and md5 and dep.get("md5") != md5:
                     why.append(dep["path"])
-            if why and name not in stale:
+                elif not maker and dep["path"] in files and dep.get("hash") == "md5" \
+                        and hashlib.md5(files[dep["path"]]).hexdigest() != dep.get("md5"):
+                    why.append(dep["path"])
+            if why:
                 stale[name] = why[0]
-    return stale
+    return {out["path"]: (name, stale[name]) for name in stale for out in stages[name].get("outs", [])}
+
+
+def _git_files(commit, paths, cwd):
+    """{path: bytes} of the `paths` that Git holds at `commit` (one `git cat-file --batch`)."""
+    query = "".join(f"{commit}:{path}\n" for path in paths)
+    out = subprocess.run(["git", "cat-file", "--batch"], cwd=cwd, input=query.encode(), capture_output=True).stdout
+    files, at = {}, 0
+    for path in paths:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            files[path] = out[at:at + size]
+            at += size + 1
+    return files
+
+
+def _stale_in(commit, cwd):
+    """`stale_outputs` of a commit (none where it has no dvc.lock, params.yaml or dvc.yaml)."""
+    texts = [_git(["show", f"{commit}:{name}"], cwd) for name in ("dvc.lock", "params.yaml", "dvc.yaml")]
+    if any(t.returncode for t in texts):
+        return {}
+    from ruamel.yaml import YAML
+
+    lock = YAML(typ="safe").load(texts[0].stdout) or {}
+    deps = sorted({dep["path"] for stage in lock.get("stages", {}).values() for dep in stage.get("deps", [])})
+    return stale_outputs(*(t.stdout for t in texts), files=_git_files(commit, deps, cwd))
 
 
 def _read_csv(source, where):
@@ -141,17 +192,17 @@ def read_run(run, cwd="."):
         return {"evaluate": None, "robustness": None, kind: check_scores(table, kind, run)}, []
     commit, note = resolve(run, cwd)
     notes = [note] if note else []
-    lock, params = (_git(["show", f"{commit}:{name}"], cwd) for name in ("dvc.lock", "params.yaml"))
-    stale = stale_stages(lock.stdout, params.stdout) if lock.returncode == 0 and params.returncode == 0 else {}
+    stale = _stale_in(commit, cwd)
     tables = {}
     for kind, name in (("evaluate", EVALUATE_CSV), ("robustness", ROBUSTNESS_CSV)):
         shown = _git(["show", f"{commit}:{name}"], cwd)
         where = f"{run}:{name}"
         tables[kind] = check_scores(_read_csv(io.StringIO(shown.stdout), where), kind, where) \
             if shown.returncode == 0 else None
-        if tables[kind] is not None and kind in stale:   # the stage's name is the kind
-            notes.append(f"{run}: {name} is from an earlier run of the {kind} stage ({stale[kind]} changed after "
-                         f"it; an experiment run up to another stage?): not compared")
+        if tables[kind] is not None and name in stale:
+            stage, why = stale[name]
+            notes.append(f"{run}: {name} is from an earlier run of the {stage} stage ({why} changed after it; an "
+                         "experiment run up to another stage?): not compared")
             tables[kind] = None
     if all(t is None for t in tables.values()):
         raise NucsegError(f"{run}: has no up-to-date {EVALUATE_CSV} or {ROBUSTNESS_CSV} committed"

@@ -272,11 +272,11 @@ USER_ZIP_PLAIN_FIX = ("make the zip again without a password and with standard c
                       "or give the folder it was made from")
 
 
-def decode_png(data, name, fix=REPLACE_FROM_ZIP, indices=False):
+def decode_png(data, name, fix=REPLACE_FROM_ZIP, mask=False):
     """Decode image bytes into a numpy array (H, W) or (H, W, C), keeping the bit depth.
 
-    A palette image gives its colours, or with `indices` its stored values (a mask's: ImageJ
-    writes a binary mask without "black background" as nucleus 255 under an inverted palette).
+    A palette image gives its colours; a `mask` under an inverted gray palette its stored values
+    (ImageJ saves a binary mask without "black background" so: nucleus 255, shown black).
     Bad data raises `NucsegError`: the `name`, what is wrong, and `fix`.
     """
     if not data:
@@ -288,7 +288,7 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP, indices=False):
             if img.mode in ("CMYK", "LAB", "HSV", "YCbCr"):   # 4 or 3 channels that are not RGB(A)
                 img = img.convert("RGB")
             img.load()
-            if img.mode == "P" and not indices:
+            if img.mode == "P" and not (mask and _inverted_gray_palette(img)):
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
             elif img.mode == "1":
                 img = img.convert("L")
@@ -303,6 +303,13 @@ def decode_png(data, name, fix=REPLACE_FROM_ZIP, indices=False):
     if array.size == 0:
         raise NucsegError(f"{name}: image has no pixels; {fix}")
     return array
+
+
+def _inverted_gray_palette(img):
+    """Whether every colour a palette image uses is gray 255 - its index (ImageJ's inverted LUT)."""
+    palette = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+    used = np.unique(np.asarray(img))
+    return bool(used.max() < len(palette) and np.all(palette[used] == (255 - used)[:, None]))
 
 
 def _decode_png16_colour(data, name, fix):
@@ -424,9 +431,9 @@ class RawSource:
 
         `rows` are the mask's rows ``top`` onwards that can be nonzero; all others are zero
         (`nucseg.png.read_gray8`: several times faster than decoding the whole mask). A mask
-        that is not 8-bit grayscale is decoded whole, as a band from row 0: a palette mask by its
-        stored values, a colour one by its brightest colour channel (a green nucleus is one), the
-        alpha channel left out.
+        that is not 8-bit grayscale is decoded whole, as a band from row 0: a colour or palette mask
+        by its brightest colour channel (a green nucleus is one; the alpha channel left out), one
+        under ImageJ's inverted gray palette by its stored values.
         """
         for member in self.masks.get(image_id, []):
             name, data = self.display(member), self.read_bytes(member)
@@ -435,7 +442,7 @@ class RawSource:
             except PNGError as exc:
                 raise NucsegError(f"{name}: not a readable image ({exc}); {self.member_fix}") from None
             if band is None:
-                mask = decode_png(data, name, fix=self.member_fix, indices=True)
+                mask = decode_png(data, name, fix=self.member_fix, mask=True)
                 if mask.ndim == 3:   # gray + alpha, RGB or RGBA
                     mask = mask[..., 0] if mask.shape[-1] == 2 else mask[..., :3].max(axis=-1)
                 band = (*mask.shape, 0, mask)

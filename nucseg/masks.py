@@ -42,10 +42,10 @@ def read_labels(source, image_id):
 
     A mask of another size than its image, or one holding several nonzero values (a label image,
     as Fiji, QuPath or Cellpose export, which would count as one nucleus), raises `NucsegError`
-    naming the mask. So does, in a user's data (``source.user_data``), a mask of all nuclei (the
-    image's only mask, holding more than `MAX_PARTS` separate objects) or an inverted one (the
-    background nonzero: most of the image, up to all four edges, around a hole), which would
-    also be scored as one nucleus.
+    naming the mask. So does, in a user's data (``source.user_data``), a mask of all nuclei (more
+    than `MAX_PARTS` separate objects, as the image's only mask or mostly under its other masks)
+    or an inverted one (the background nonzero: most of the image, up to all four edges, around
+    holes; or all of it), which would also be scored as one nucleus.
     """
     height, width = shape = source.image_size(image_id)
     bands, names = [], []
@@ -60,37 +60,47 @@ def read_labels(source, image_id):
         bands.append((top, rows))
         names.append(name)
     if getattr(source, "user_data", False):
+        masks_at = np.zeros(shape, np.uint32)   # how many masks cover each pixel
+        for top, rows in bands:
+            masks_at[top:top + len(rows)] += rows > 0
         for name, (top, rows) in zip(names, bands):
-            _check_one_nucleus(name, top, rows > 0, shape, alone=len(bands) == 1)
+            band = rows > 0
+            shared = float(np.mean(masks_at[top:top + len(rows)][band] > 1)) if band.any() else 0.0
+            _check_one_nucleus(name, top, band, shape, alone=len(bands) == 1, shared=shared)
     return label_image(bands, shape)
 
 
 MAX_PARTS = 2   # separate objects in one nucleus's mask: stage1_train has 11 masks of 2, none of more
 
 
-def _check_one_nucleus(name, top, band, shape, alone):
-    """Refuse a user's mask that is not one nucleus: all nuclei in one file (`alone`: the image's
-    only mask; among several, a nucleus in lobes or fragments is the user's call), or an
-    inverted mask."""
+def _check_one_nucleus(name, top, band, shape, alone, shared):
+    """Refuse a user's mask that is not one nucleus: all nuclei in one file (the image's only
+    mask, `alone`, or one with most of its pixels, the fraction `shared`, under the image's other
+    masks; otherwise a nucleus in lobes or fragments is the user's call), or an inverted mask."""
     from scipy import ndimage
 
-    if alone:
+    if alone or shared > 0.5:
         labels, n = ndimage.label(band, structure=np.ones((3, 3), bool))
         sizes = np.bincount(labels.ravel())[1:]
         # stray pixels beside a hand-drawn nucleus are not objects: a tenth of the largest, 10 px at least
         parts = int(np.count_nonzero(sizes >= max(10, sizes.max(initial=0) / 10)))
-        if parts > MAX_PARTS:
+        if parts > MAX_PARTS and alone:
             raise NucsegError(f"{name} is its image's only mask and holds {parts} separate objects, as a mask of "
                               "all nuclei does; masks/ holds one PNG per nucleus, 0 outside it: save each nucleus "
                               "as its own PNG (one nucleus cut into pieces: join them)")
+        if parts > MAX_PARTS:
+            raise NucsegError(f"{name} holds {parts} separate objects, {shared:.0%} of it under the image's other "
+                              "masks, as a mask of all nuclei saved beside them does; masks/ holds one PNG per "
+                              "nucleus, 0 outside it: remove it")
     height, width = shape
+    covered = band.sum() / (height * width)
+    whole = top == 0 and len(band) == height
     # a nucleus filling the field, or a crop around one, covers as much, but encloses no hole
-    if (band.sum() > height * width / 2 and top == 0 and len(band) == height
-            and band[0].any() and band[-1].any() and band[:, 0].any() and band[:, -1].any()
-            and (ndimage.binary_fill_holes(band) & ~band).any()):
-        raise NucsegError(f"{name} covers {band.sum() / (height * width):.0%} of its image, up to every edge, "
-                          "around holes: inverted (the background nonzero)? save it with the nucleus nonzero "
-                          "and 0 outside it")
+    if whole and (covered >= 0.99 or covered > 0.5 and band[0].any() and band[-1].any() and band[:, 0].any()
+                  and band[:, -1].any() and (ndimage.binary_fill_holes(band) & ~band).any()):
+        where = "" if covered >= 0.99 else ", up to every edge, around holes"
+        raise NucsegError(f"{name} covers {covered:.0%} of its image{where}: inverted (the background nonzero)? "
+                          "save it with the nucleus nonzero and 0 outside it")
 
 
 class _MasksOne:

@@ -129,19 +129,22 @@ def discover(paths, exclude=(), notes=None):
 
 def is_fluorescence_composite(raw):
     """Whether an image is in colour on a dark background, judged on its own range (12-bit data
-    in 16 bits too): at least 1% of its pixels coloured (a burned-in scale bar on a gray image is
-    not), and the median of its brightest channel under half that channel's 99.8th percentile.
-    Stained histology and brightfield are light (judged on gray instead, dense purple tissue
-    would count as dark; stretched to its own range, pale even tissue too)."""
+    in 16 bits too): a quarter or more of its bright pixels coloured (a burned-in scale bar on a
+    gray image is a small share of them; a composite's few nuclei are all of them), and the median
+    of its brightest channel under half that channel's maximum. Stained histology and brightfield
+    are light (judged on gray instead, dense purple tissue would count as dark)."""
     raw = np.asarray(raw)
     if raw.ndim != 3 or raw.shape[-1] < 3:
         return False
     rgb = raw[::4, ::4, :3].astype(np.float64)
-    spread = float(np.ptp(rgb)) if rgb.size else 0.0
-    if spread == 0 or np.mean(np.ptp(rgb, axis=-1) > 0.02 * spread) < 0.01:   # gray stored as RGB
+    if rgb.size == 0 or np.ptp(rgb) == 0:
         return False
     brightest = rgb.max(axis=-1)
-    return float(np.median(brightest)) < 0.5 * float(np.percentile(brightest, 99.8))
+    bright = brightest > brightest.min() + 0.1 * np.ptp(brightest)
+    coloured = np.ptp(rgb, axis=-1) > 0.02 * np.ptp(rgb)
+    if not bright.any() or np.mean(coloured[bright]) < 0.25:   # gray, stored as RGB
+        return False
+    return float(np.median(brightest)) < 0.5 * float(brightest.max())
 
 
 def _is_text(name):

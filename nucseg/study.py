@@ -98,10 +98,13 @@ def queue(study, dry_run=False):
 
 def _metric(row, key):
     """A metric from a `dvc.api.exp_show` row, whether or not its key is prefixed by the file;
-    NaN where it has none (exp_show gives None for a missing metric, and for a 0 too)."""
+    NaN where it has none (exp_show gives the text 'None' for a metric missing from a row's file)."""
     for k, v in row.items():
         if k == key or k.endswith(":" + key):
-            return np.nan if v is None else v
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                return np.nan
     return np.nan
 
 

@@ -631,9 +631,13 @@ def test_a_colour_fluorescence_composite_gets_a_note(tmp_path, capsys):
     bar = np.repeat(gray[..., None], 3, axis=-1)
     bar[118:121, 90:120] = (255, 255, 0)                       # a yellow scale bar, burned in: 0.5% of the pixels
     Image.fromarray(bar).save(tmp_path / "scalebar.png")
-    assert main(["predict", *(str(tmp_path / f"{name}.png") for name in ("composite", "stained", "dense", "scalebar")),
-                 "--method", "otsu", "--out", str(tmp_path / "o")]) == 0
+    sparse = np.zeros((128, 128, 3), np.uint8)
+    sparse[40:48, 60:68, 2] = 200                              # one small blue nucleus: 0.4% of the pixels
+    Image.fromarray(sparse).save(tmp_path / "sparse.png")
+    names = ("composite", "stained", "dense", "scalebar", "sparse")
+    assert main(["predict", *(str(tmp_path / f"{name}.png") for name in names), "--method", "otsu",
+                 "--out", str(tmp_path / "o")]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
-    assert notes == [f"note: {tmp_path / 'composite.png'}: a colour image on a dark background (a fluorescence "
+    assert notes == [f"note: {tmp_path / f'{name}.png'}: a colour image on a dark background (a fluorescence "
                      "composite?) is segmented as its gray, in which blue counts 0.114; if the nuclei are one channel "
-                     "(DAPI, Hoechst: blue), save that channel alone"]
+                     "(DAPI, Hoechst: blue), save that channel alone" for name in ("composite", "sparse")]

@@ -1,4 +1,5 @@
 """nucseg compare: two runs' per-image scores paired image by image, from files or revisions."""
+import hashlib
 import json
 import subprocess
 
@@ -290,30 +291,77 @@ stages:
 PARAMS = {"train": {"epochs": 10}, "evaluate": {"threshold": 0.5}, "robustness": {"severities": {"blur": [0.0, 1.0]}}}
 
 
-def test_stale_stages_are_those_run_before_a_param_or_an_input_changed():
+DVC_YAML = "stages:\n" + "".join(f"  {name}:\n    cmd: python -m stages.{name}\n"
+                                  for name in ("train", "predict", "evaluate", "robustness"))
+
+
+def stale(lock, params, dvc_yaml=DVC_YAML, files=None):
+    """`stale_outputs` of dicts, by stage: what changed after it ran."""
+    import yaml
+
+    from nucseg.compare import stale_outputs
+
+    found = stale_outputs(yaml.safe_dump(lock), yaml.safe_dump(params), dvc_yaml, files)
+    return {stage: why for stage, why in found.values()}
+
+
+def test_stale_outputs_are_those_of_stages_run_before_a_param_or_an_input_changed():
     """`dvc exp run -S evaluate.threshold=0.4 evaluate` reruns evaluate, not robustness; `-S
-    train.epochs=20 train` leaves predict, and through it evaluate, on the old model."""
+    train.epochs=20 train` leaves predict, and through it evaluate, on the old model; an edit of
+    a stage's code after it ran leaves it out of date too."""
     import copy
 
     import yaml
 
-    from nucseg.compare import stale_stages
-
-    assert stale_stages(LOCK, yaml.safe_dump(PARAMS)) == {}
+    lock = yaml.safe_load(LOCK)
+    assert stale(lock, PARAMS) == {}
     params = copy.deepcopy(PARAMS)
     params["evaluate"]["threshold"] = 0.4
-    lock = yaml.safe_load(LOCK)
-    lock["stages"]["evaluate"]["params"]["params.yaml"]["evaluate"]["threshold"] = 0.4   # evaluate reran
-    assert stale_stages(yaml.safe_dump(lock), yaml.safe_dump(params)) == {"robustness": "evaluate.threshold"}
+    reran = copy.deepcopy(lock)
+    reran["stages"]["evaluate"]["params"]["params.yaml"]["evaluate"]["threshold"] = 0.4
+    assert stale(reran, params) == {"robustness": "evaluate.threshold"}
     params = copy.deepcopy(PARAMS)
     params["train"]["epochs"] = 20
-    lock = yaml.safe_load(LOCK)
-    lock["stages"]["train"]["params"]["params.yaml"]["train.epochs"] = 20
-    lock["stages"]["train"]["outs"][0]["md5"] = "eee"                                       # train reran
-    assert stale_stages(yaml.safe_dump(lock), yaml.safe_dump(params)) == {
-        "predict": "models/unet.keras", "evaluate": "data/predict", "robustness": "models/unet.keras"}
+    reran = copy.deepcopy(lock)
+    reran["stages"]["train"]["params"]["params.yaml"]["train.epochs"] = 20
+    reran["stages"]["train"]["outs"][0]["md5"] = "eee"
+    assert stale(reran, params) == {"predict": "models/unet.keras", "evaluate": "stage predict, out of date itself",
+                                    "robustness": "models/unet.keras"}
     params["robustness"]["severities"]["blur"] = [0.0, 2.0]
-    assert stale_stages(LOCK, yaml.safe_dump(params))["robustness"] == "robustness"
+    assert stale(lock, params)["robustness"] == "robustness"
+    from nucseg.compare import stale_outputs   # 1e-3 is a number, as DVC reads it (YAML 1.1 would read text)
+    assert stale_outputs(LOCK.replace("train.epochs: 10", "train.epochs: 0.001"),
+                         "train: {epochs: 1e-3}\nevaluate: {threshold: 0.5}\nrobustness: {severities: {blur: [0.0, 1.0]}}",
+                         DVC_YAML) == {}
+    code = b"def main(): ...\n"
+    reran = copy.deepcopy(lock)
+    reran["stages"]["evaluate"]["deps"].append({"path": "stages/evaluate.py", "hash": "md5",
+                                                "md5": hashlib.md5(code).hexdigest()})
+    assert stale(reran, PARAMS, files={"stages/evaluate.py": code}) == {}
+    assert stale(reran, PARAMS, files={"stages/evaluate.py": code + b"# edited\n"}) == {"evaluate": "stages/evaluate.py"}
+
+
+def test_stale_outputs_follow_dvc_yaml_frozen_stages_and_files_inside_output_folders():
+    """dvc.lock keeps a removed or renamed stage's entry: only dvc.yaml's stages count. A frozen
+    stage is never out of date. A stage reading a file inside another's output folder follows it."""
+    import copy
+
+    import yaml
+
+    lock = yaml.safe_load(LOCK)
+    params = copy.deepcopy(PARAMS)
+    params["evaluate"]["threshold"] = 0.4
+    renamed = copy.deepcopy(lock)
+    renamed["stages"]["score"] = copy.deepcopy(renamed["stages"]["evaluate"])
+    renamed["stages"]["score"]["params"]["params.yaml"]["evaluate"]["threshold"] = 0.4
+    renamed["stages"]["robustness"]["params"]["params.yaml"]["evaluate.threshold"] = 0.4
+    assert stale(renamed, params, DVC_YAML.replace("evaluate:", "score:")) == {}
+    assert stale(lock, params, DVC_YAML + "    frozen: true\n") == {"evaluate": "evaluate"}   # robustness frozen
+    inside = copy.deepcopy(lock)
+    inside["stages"]["evaluate"]["deps"] = [{"path": "data/predict/probs.npy", "md5": "fff"}]
+    params = copy.deepcopy(PARAMS)
+    params["train"]["epochs"] = 20
+    assert stale(inside, params)["evaluate"] == "stage predict, out of date itself"
 
 
 def test_a_runs_scores_from_a_stage_that_did_not_rerun_are_not_compared(repo):
@@ -325,6 +373,7 @@ def test_a_runs_scores_from_a_stage_that_did_not_rerun_are_not_compared(repo):
     robustness_rows(path / "plots" / "robustness_per_image.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 1.0): [0.5, 0.4]})
     (path / "dvc.lock").write_text(LOCK)
     (path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    (path / "dvc.yaml").write_text(DVC_YAML)
     git(path, "add", ".")
     git(path, "commit", "-q", "-m", "pipeline")
     robustness_rows(path / "plots" / "robustness_per_image.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 1.0): [0.6, 0.6]})

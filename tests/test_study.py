@@ -43,8 +43,8 @@ def test_table_from_exp_show_rows():
         {"Experiment": "study-loss-bce-dice", "State": "Running", "unet.mean.dice": 0.92,
          "unet.mean.precision": 0.9, "unet.mean.recall": 0.9, "otsu.mean.dice": 0.75, "unet.instance.dsb": 0.5},
         {"Experiment": "something-else", "unet.mean.dice": 0.1},
-        # finished without a Dice (its evaluate.json lacks it): exp_show fills None; left out
-        {"Experiment": "study-loss-bce-dice", "State": "Success", "unet.mean.dice": None, "otsu.mean.dice": 0.75},
+        # finished without a Dice (its evaluate.json lacks it): exp_show gives the text 'None'; left out
+        {"Experiment": "study-loss-bce-dice", "State": "Success", "unet.mean.dice": "None", "otsu.mean.dice": 0.75},
     ]
     table = study_table("loss", rows)
     assert table["setting"].tolist() == ["bce", "dice"]
