@@ -142,7 +142,9 @@ def _git_files(commit, paths, cwd):
     out = subprocess.run(["git", "cat-file", "--batch"], cwd=cwd, input=query.encode(), capture_output=True).stdout
     files, at = {}, 0
     for path in paths:
-        end = out.index(b"\n", at)
+        end = out.find(b"\n", at)
+        if end < 0:   # git stopped short: the rest unknown, not checked
+            break
         header = out[at:end].split()
         at = end + 1
         if len(header) == 3 and header[1] == b"blob":
@@ -157,11 +159,14 @@ def _stale_in(commit, cwd):
     texts = [_git(["show", f"{commit}:{name}"], cwd) for name in ("dvc.lock", "params.yaml", "dvc.yaml")]
     if any(t.returncode for t in texts):
         return {}
-    from ruamel.yaml import YAML
+    from ruamel.yaml import YAML, YAMLError
 
-    lock = YAML(typ="safe").load(texts[0].stdout) or {}
-    deps = sorted({dep["path"] for stage in lock.get("stages", {}).values() for dep in stage.get("deps", [])})
-    return stale_outputs(*(t.stdout for t in texts), files=_git_files(commit, deps, cwd))
+    try:
+        lock = YAML(typ="safe").load(texts[0].stdout) or {}
+        deps = sorted({dep["path"] for stage in lock.get("stages", {}).values() for dep in stage.get("deps", [])})
+        return stale_outputs(*(t.stdout for t in texts), files=_git_files(commit, deps, cwd))
+    except (YAMLError, AttributeError, KeyError, TypeError):   # files DVC itself could not read: not judged
+        return {}
 
 
 def _read_csv(source, where):

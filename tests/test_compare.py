@@ -392,3 +392,7 @@ def test_a_runs_scores_from_a_stage_that_did_not_rerun_are_not_compared(repo):
                      "(evaluate.threshold changed after it; an experiment run up to another stage?): not compared"]
     table, notes = compare("HEAD~2", "HEAD~1")   # both up to date: robustness compared
     assert row(table, what="blur", severity=1.0)["difference"] == pytest.approx(0.15) and notes == []
+    (path / "dvc.yaml").write_text("stages: [not, a: mapping")                 # DVC could not read it either
+    git(path, "commit", "-q", "-am", "a broken dvc.yaml")
+    table, notes = compare("HEAD~3", "HEAD")   # not judged: compared as committed
+    assert "blur" in set(table["what"]) and notes == []
