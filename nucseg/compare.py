@@ -76,14 +76,15 @@ def resolve(rev, cwd="."):
     return experiments[0][1], None
 
 
-def stale_outputs(lock_text, params_text, dvc_yaml_text, files=None):
+def stale_outputs(lock, params, dvc_yaml, files=None):
     """The outputs in a commit that an earlier run of their stage left: the stage ran before a
     param of it in `params.yaml`, a file of it (`files`: path -> bytes as Git holds them, e.g.
     its code) or another stage's output it reads changed, or reads an output of a stage that is
     itself out of date. `dvc exp run -S ... evaluate` leaves robustness so: it stops before it.
 
-    The stages are those `dvc.yaml` defines (`dvc.lock` keeps a removed or renamed stage's
-    entry), a frozen one never out of date; params are read as YAML 1.2, as DVC writes them.
+    `lock`, `params`, `dvc_yaml`: the commit's dvc.lock, params.yaml and dvc.yaml as read (YAML
+    1.2, as DVC reads them: `_stale_in`). The stages are those `dvc.yaml` defines (`dvc.lock`
+    keeps a removed or renamed stage's entry), a frozen one never out of date.
 
     Returns
     -------
@@ -91,13 +92,9 @@ def stale_outputs(lock_text, params_text, dvc_yaml_text, files=None):
     """
     import hashlib
 
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="safe")
-    defined = (yaml.load(dvc_yaml_text) or {}).get("stages", {})
-    stages = {name: stage for name, stage in ((yaml.load(lock_text) or {}).get("stages", {})).items()
+    defined = dvc_yaml.get("stages", {})
+    stages = {name: stage for name, stage in lock.get("stages", {}).items()
               if name.split("@")[0] in defined and not defined[name.split("@")[0]].get("frozen")}
-    params = yaml.load(params_text) or {}
     files = files or {}
 
     def param(key):
@@ -161,10 +158,10 @@ def _stale_in(commit, cwd):
         return {}
     from ruamel.yaml import YAML, YAMLError
 
-    try:
-        lock = YAML(typ="safe").load(texts[0].stdout) or {}
+    try:   # YAML 1.2, as DVC reads and writes it: 1e-05 is a number (YAML 1.1 would read text)
+        lock, params, dvc_yaml = (YAML(typ="safe").load(t.stdout) or {} for t in texts)
         deps = sorted({dep["path"] for stage in lock.get("stages", {}).values() for dep in stage.get("deps", [])})
-        return stale_outputs(*(t.stdout for t in texts), files=_git_files(commit, deps, cwd))
+        return stale_outputs(lock, params, dvc_yaml, files=_git_files(commit, deps, cwd))
     except (YAMLError, AttributeError, KeyError, TypeError):   # files DVC itself could not read: not judged
         return {}
 

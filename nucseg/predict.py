@@ -184,7 +184,8 @@ def _earlier_runs(files):
     """The folders holding an earlier nucseg run among `files`: its summary.csv beside masks/ or labels/."""
     runs = []
     for summary in (p for p in files if p.name == "summary.csv"):
-        if ((summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir()) and has_header(summary, SUMMARY_COLUMNS):
+        beside = (summary.parent / "masks").is_dir() or (summary.parent / "labels").is_dir()
+        if beside and has_header(summary, SUMMARY_COLUMNS):
             runs.append(summary.parent)
     return runs
 

@@ -247,62 +247,30 @@ def test_scores_are_checked_and_renamed_alike_for_files_and_revisions(repo):
         with pytest.raises(NucsegError, match=f"^{where}: column dice holds a non-number \\('0,75', data row 2\\)"):
             read_run(run)
 
-LOCK = """schema: '2.0'
-stages:
-  train:
-    params:
-      params.yaml:
-        train.epochs: 10
-    outs:
-    - path: models/unet.keras
-      md5: aaa
-  predict:
-    deps:
-    - path: models/unet.keras
-      md5: aaa
-    outs:
-    - path: data/predict
-      md5: bbb.dir
-  evaluate:
-    deps:
-    - path: data/predict
-      md5: bbb.dir
-    params:
-      params.yaml:
-        evaluate:
-          threshold: 0.5
-    outs:
-    - path: plots/per_image.csv
-      md5: ccc
-  robustness:
-    deps:
-    - path: models/unet.keras
-      md5: aaa
-    params:
-      params.yaml:
-        evaluate.threshold: 0.5
-        robustness:
-          severities:
-            blur: [0.0, 1.0]
-    outs:
-    - path: plots/robustness_per_image.csv
-      md5: ddd
-"""
-PARAMS = {"train": {"epochs": 10}, "evaluate": {"threshold": 0.5}, "robustness": {"severities": {"blur": [0.0, 1.0]}}}
+def _stage(deps=(), params=None, outs=()):
+    """A dvc.lock stage entry: (path, md5) pairs of its deps and outs, its params.yaml values."""
+    return {"deps": [{"path": path, "md5": md5} for path, md5 in deps], "params": {"params.yaml": params or {}},
+            "outs": [{"path": path, "md5": md5} for path, md5 in outs]}
 
 
-DVC_YAML = "stages:\n" + "".join(f"  {name}:\n    cmd: python -m stages.{name}\n"
-                                  for name in ("train", "predict", "evaluate", "robustness"))
+MODEL, PREDICTIONS = ("models/unet.keras", "aaa"), ("data/predict", "bbb.dir")
+LOCK = {"schema": "2.0", "stages": {
+    "train": _stage(params={"train.epochs": 10, "train.learning_rate": 0.001}, outs=[MODEL]),
+    "predict": _stage(deps=[MODEL], outs=[PREDICTIONS]),
+    "evaluate": _stage(deps=[PREDICTIONS], params={"evaluate": {"threshold": 0.5}},
+                       outs=[("plots/per_image.csv", "ccc")]),
+    "robustness": _stage(deps=[MODEL], params={"evaluate.threshold": 0.5, "robustness": {"severities": {"blur": [0.0, 1.0]}}},
+                         outs=[("plots/robustness_per_image.csv", "ddd")])}}
+PARAMS = {"train": {"epochs": 10, "learning_rate": 0.001}, "evaluate": {"threshold": 0.5},
+          "robustness": {"severities": {"blur": [0.0, 1.0]}}}
+DVC_YAML = {"stages": {name: {"cmd": f"python -m stages.{name}"} for name in LOCK["stages"]}}
 
 
 def stale(lock, params, dvc_yaml=DVC_YAML, files=None):
-    """`stale_outputs` of dicts, by stage: what changed after it ran."""
-    import yaml
-
+    """`stale_outputs` by stage: what changed after it ran."""
     from nucseg.compare import stale_outputs
 
-    found = stale_outputs(yaml.safe_dump(lock), yaml.safe_dump(params), dvc_yaml, files)
-    return {stage: why for stage, why in found.values()}
+    return {stage: why for stage, why in stale_outputs(lock, params, dvc_yaml, files).values()}
 
 
 def test_stale_outputs_are_those_of_stages_run_before_a_param_or_an_input_changed():
@@ -311,9 +279,7 @@ def test_stale_outputs_are_those_of_stages_run_before_a_param_or_an_input_change
     a stage's code after it ran leaves it out of date too."""
     import copy
 
-    import yaml
-
-    lock = yaml.safe_load(LOCK)
+    lock = copy.deepcopy(LOCK)
     assert stale(lock, PARAMS) == {}
     params = copy.deepcopy(PARAMS)
     params["evaluate"]["threshold"] = 0.4
@@ -329,10 +295,6 @@ def test_stale_outputs_are_those_of_stages_run_before_a_param_or_an_input_change
                                     "robustness": "models/unet.keras"}
     params["robustness"]["severities"]["blur"] = [0.0, 2.0]
     assert stale(lock, params)["robustness"] == "robustness"
-    from nucseg.compare import stale_outputs   # 1e-3 is a number, as DVC reads it (YAML 1.1 would read text)
-    assert stale_outputs(LOCK.replace("train.epochs: 10", "train.epochs: 0.001"),
-                         "train: {epochs: 1e-3}\nevaluate: {threshold: 0.5}\nrobustness: {severities: {blur: [0.0, 1.0]}}",
-                         DVC_YAML) == {}
     code = b"def main(): ...\n"
     reran = copy.deepcopy(lock)
     reran["stages"]["evaluate"]["deps"].append({"path": "stages/evaluate.py", "hash": "md5",
@@ -346,17 +308,19 @@ def test_stale_outputs_follow_dvc_yaml_frozen_stages_and_files_inside_output_fol
     stage is never out of date. A stage reading a file inside another's output folder follows it."""
     import copy
 
-    import yaml
-
-    lock = yaml.safe_load(LOCK)
+    lock = copy.deepcopy(LOCK)
     params = copy.deepcopy(PARAMS)
     params["evaluate"]["threshold"] = 0.4
     renamed = copy.deepcopy(lock)
     renamed["stages"]["score"] = copy.deepcopy(renamed["stages"]["evaluate"])
     renamed["stages"]["score"]["params"]["params.yaml"]["evaluate"]["threshold"] = 0.4
     renamed["stages"]["robustness"]["params"]["params.yaml"]["evaluate.threshold"] = 0.4
-    assert stale(renamed, params, DVC_YAML.replace("evaluate:", "score:")) == {}
-    assert stale(lock, params, DVC_YAML + "    frozen: true\n") == {"evaluate": "evaluate"}   # robustness frozen
+    defined = copy.deepcopy(DVC_YAML)
+    defined["stages"]["score"] = defined["stages"].pop("evaluate")
+    assert stale(renamed, params, defined) == {}
+    defined = copy.deepcopy(DVC_YAML)
+    defined["stages"]["robustness"]["frozen"] = True
+    assert stale(lock, params, defined) == {"evaluate": "evaluate"}
     inside = copy.deepcopy(lock)
     inside["stages"]["evaluate"]["deps"] = [{"path": "data/predict/probs.npy", "md5": "fff"}]
     params = copy.deepcopy(PARAMS)
@@ -366,23 +330,24 @@ def test_stale_outputs_follow_dvc_yaml_frozen_stages_and_files_inside_output_fol
 
 def test_a_runs_scores_from_a_stage_that_did_not_rerun_are_not_compared(repo):
     """An experiment run up to evaluate keeps the robustness scores of the run before it: they are
-    left out with a note, not compared as if the experiment had scored the same."""
+    left out with a note, not compared as if the experiment had scored the same. params.yaml is
+    read as DVC reads it: a learning rate written 1e-3 is the 0.001 of dvc.lock."""
+    import copy
+
     import yaml
 
     path, _, _ = repo
     robustness_rows(path / "plots" / "robustness_per_image.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 1.0): [0.5, 0.4]})
-    (path / "dvc.lock").write_text(LOCK)
-    (path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    (path / "dvc.yaml").write_text(DVC_YAML)
+    (path / "dvc.lock").write_text(yaml.safe_dump(LOCK))
+    (path / "params.yaml").write_text(yaml.safe_dump(PARAMS).replace("learning_rate: 0.001", "learning_rate: 1e-3"))
+    (path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
     git(path, "add", ".")
     git(path, "commit", "-q", "-m", "pipeline")
     robustness_rows(path / "plots" / "robustness_per_image.csv", {("blur", 0.0): [0.9, 0.8], ("blur", 1.0): [0.6, 0.6]})
     per_image(path / "plots" / "per_image.csv", [0.8, 0.8])
     git(path, "commit", "-q", "-am", "an experiment run up to evaluate: robustness rerun by hand, not in dvc.lock")
-    params = yaml.safe_load(LOCK)["stages"]["evaluate"]["params"]["params.yaml"]
-    params["evaluate"]["threshold"] = 0.4
-    lock = yaml.safe_load(LOCK)
-    lock["stages"]["evaluate"]["params"]["params.yaml"] = params
+    lock = copy.deepcopy(LOCK)
+    lock["stages"]["evaluate"]["params"]["params.yaml"]["evaluate"]["threshold"] = 0.4
     (path / "dvc.lock").write_text(yaml.safe_dump(lock))
     (path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "evaluate": {"threshold": 0.4}}))
     git(path, "commit", "-q", "-am", "threshold 0.4, evaluate only")
